@@ -1,0 +1,1 @@
+"""pycni bridge plugin."""

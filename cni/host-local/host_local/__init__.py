@@ -1,0 +1,1 @@
+"""pycni host-local plugin."""

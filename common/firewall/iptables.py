@@ -1,0 +1,61 @@
+"""iptables edge: one `iptables-save` read and one `iptables-restore --noflush` write per operation.
+
+Under `--noflush`, a `:CHAIN - [0:0]` line creates the chain or flushes it if it exists, and the whole script is
+committed atomically (all or nothing), so a per-container chain is rewritten idempotently in one call.
+The xtables lock is waited for at most LOCK_WAIT seconds; past that the caller gets code 11 (try again later).
+"""
+from __future__ import annotations
+
+import shlex
+
+from .. import exec as execs
+from ..errors import CniError, Code, TryAgainError
+
+LOCK_WAIT = 10  # seconds; the reference waits forever (`--wait` without a timeout)
+_TOOLS = {4: ("iptables", "iptables-save", "iptables-restore"), 6: ("ip6tables", "ip6tables-save", "ip6tables-restore")}
+
+
+def save(table: str, family: int, *, needed_by: str, runner: execs.Runner = execs.run) -> str:
+    """The current rules of `table` in iptables-save format ('' when the table has no rules yet)."""
+    done = runner([_TOOLS[family][1], "-t", table], needed_by=needed_by)
+    if done.status != 0:
+        raise _failure(_TOOLS[family][1], done, "")
+    return done.stdout.decode(errors="replace")
+
+
+def restore(script: str, family: int, *, needed_by: str, runner: execs.Runner = execs.run) -> None:
+    """Apply an iptables-restore script (with its `*table` header and COMMIT) without flushing other rules."""
+    if not script.strip():
+        return
+    argv = [_TOOLS[family][2], "--noflush", "-w", str(LOCK_WAIT)]
+    done = runner(argv, input=script.encode(), needed_by=needed_by, timeout=LOCK_WAIT + 30)
+    if done.status != 0:
+        raise _failure(_TOOLS[family][2], done, script)
+
+
+def usable(family: int = 4, *, runner: execs.Runner = execs.run) -> bool:
+    """True when the iptables tools are installed and the nat table can be read."""
+    try:
+        return runner([_TOOLS[family][1], "-t", "nat"], needed_by="").status == 0
+    except CniError:
+        return False
+
+
+def quote(text: str) -> str:
+    """Quote a rule argument (comments carry network names and container IDs) for iptables-restore."""
+    if text and all(c.isalnum() or c in "-_./:,=[]" for c in text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def split_rule(line: str) -> list[str]:
+    """Tokenise one iptables-save rule line, undoing its quoting."""
+    return shlex.split(line)
+
+
+def _failure(tool: str, done: execs.Completed, script: str) -> CniError:
+    text = (done.stderr or done.stdout).decode(errors="replace").strip()
+    if "xtables lock" in text or done.status == 4 and "lock" in text:
+        return TryAgainError(f"{tool}: the xtables lock was held for more than {LOCK_WAIT} s: {text}")
+    detail = f"script:\n{script}" if script else ""
+    return CniError(Code.INTERNAL, f"{tool} failed (exit {done.status}): {text}", detail)

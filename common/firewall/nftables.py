@@ -1,0 +1,45 @@
+"""nftables edge: read a table as JSON with `nft -j list`, apply a transaction with one `nft -f -`."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .. import exec as execs
+from ..errors import CniError, Code
+
+
+def list_table(family: str, table: str, *, needed_by: str, runner: execs.Runner = execs.run) -> list[dict[str, Any]] | None:
+    """The table's objects (`nftables` array entries) or None when the table does not exist."""
+    done = runner(["nft", "-j", "list", "table", family, table], needed_by=needed_by)
+    if done.status != 0:
+        text = done.stderr.decode(errors="replace")
+        if "No such file or directory" in text or "does not exist" in text:
+            return None
+        raise CniError(Code.INTERNAL, f"nft list table {family} {table} failed: {text.strip()}")
+    try:
+        return list(json.loads(done.stdout).get("nftables", []))
+    except ValueError:
+        raise CniError(Code.INTERNAL, f"nft printed undecodable JSON for table {family} {table}") from None
+
+
+def apply(script: str, *, needed_by: str, runner: execs.Runner = execs.run) -> None:
+    """Apply an nft script as one atomic transaction."""
+    if not script.strip():
+        return
+    done = runner(["nft", "-f", "-"], input=script.encode(), needed_by=needed_by)
+    if done.status != 0:
+        text = done.stderr.decode(errors="replace").strip()
+        raise CniError(Code.INTERNAL, f"nft -f failed (exit {done.status}): {text}", f"script:\n{script}")
+
+
+def usable(*, runner: execs.Runner = execs.run) -> bool:
+    try:
+        return runner(["nft", "list", "tables"], needed_by="").status == 0
+    except CniError:
+        return False
+
+
+def quote(text: str) -> str:
+    """An nft string literal (comments carry container IDs); quotes and backslashes are dropped, not escaped,
+    as nft has no escape for them inside strings."""
+    return '"' + "".join(c for c in text if c not in '"\\\n\r') + '"'

@@ -1,0 +1,55 @@
+"""Delegation to the IPAM plugin named by `ipam.type`, found on CNI_PATH (SPEC §4, libcni's invoke.Delegate*).
+
+The delegate gets the same environment (with CNI_COMMAND set to the verb) and the complete stdin config.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Mapping
+
+from . import exec as execs
+from . import result as results
+from .errors import CniError, Code, ConfigError
+from .skel import Request
+from .types import Result
+
+
+def find_plugin(plugin_type: str, paths: tuple[str, ...]) -> str:
+    if not plugin_type or "/" in plugin_type or plugin_type in (".", ".."):
+        raise ConfigError(f"invalid plugin name {plugin_type!r} at ipam.type")
+    for directory in paths:
+        candidate = os.path.join(directory, plugin_type)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise CniError(Code.INVALID_CONFIG, f"failed to find IPAM plugin {plugin_type!r} in CNI_PATH "
+                   f"{':'.join(paths) or '(empty)'}")
+
+
+def delegate(command: str, request: Request, *, runner: execs.Runner = execs.run) -> Result | None:
+    """Run the IPAM plugin for `command`; returns its parsed result for ADD, None otherwise."""
+    binary = find_plugin(request.conf.ipam_type, request.path)
+    env: Mapping[str, str] = {**request.env, "CNI_COMMAND": command}
+    done = runner([binary], input=request.stdin, env=env, timeout=120.0)
+    if done.status != 0:
+        raise _delegate_error(request.conf.ipam_type, command, done)
+    if command != "ADD":
+        return None
+    try:
+        data = json.loads(done.stdout)
+    except ValueError:
+        raise CniError(Code.DECODING_FAILURE, f"IPAM plugin {request.conf.ipam_type!r} printed an undecodable "
+                       f"result: {done.stdout[:200]!r}") from None
+    return results.parse(data, request.cni_version, path=f"result of IPAM plugin {request.conf.ipam_type!r}")
+
+
+def _delegate_error(plugin_type: str, command: str, done: execs.Completed) -> CniError:
+    """Re-raise the delegate's own spec error (code kept) or describe what it printed."""
+    try:
+        data = json.loads(done.stdout)
+        if isinstance(data, dict) and isinstance(data.get("code"), int):
+            return CniError(data["code"], str(data.get("msg", "")), str(data.get("details", "") or ""))
+    except ValueError:
+        pass
+    text = (done.stdout or done.stderr).decode(errors="replace").strip() or "no error message"
+    return CniError(Code.INTERNAL, f"IPAM plugin {plugin_type!r} {command} failed (exit {done.status}): {text}")

@@ -1,0 +1,61 @@
+"""Entering network namespaces by path, without ever creating one.
+
+pyroute2's `IPRoute(netns=...)` creates a missing namespace by default; a DEL must never do that, so this module
+opens the path itself and reports a missing one as `NetnsGone`, which DEL treats as "already gone".
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+from typing import Iterator
+
+from .errors import CniError, Code
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class NetnsGone(CniError):
+    def __init__(self, path: str) -> None:
+        super().__init__(Code.UNKNOWN_CONTAINER, f"network namespace {path!r} does not exist")
+        self.path = path
+
+
+def _setns(fd: int, path: str) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        if err == errno.EINVAL:
+            raise CniError(Code.INVALID_ENVIRONMENT, f"{path!r} is not a network namespace")
+        raise CniError(Code.INTERNAL, f"cannot enter network namespace {path!r}: {os.strerror(err)}")
+
+
+def open_netns(path: str) -> int:
+    """An fd for the namespace at path; NetnsGone if it is missing."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NetnsGone(path) from None
+    except OSError as exc:
+        raise CniError(Code.INTERNAL, f"cannot open network namespace {path!r}: {exc.strerror}") from None
+
+
+def exists(path: str) -> bool:
+    return bool(path) and os.path.exists(path)
+
+
+@contextlib.contextmanager
+def entered(path: str) -> Iterator[None]:
+    """Run the block inside the namespace at `path`; the original namespace is restored even on error."""
+    target = open_netns(path)
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _setns(target, path)
+        try:
+            yield
+        finally:
+            _setns(own, "/proc/thread-self/ns/net")
+    finally:
+        os.close(target)
+        os.close(own)

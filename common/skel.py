@@ -1,0 +1,193 @@
+"""The CNI protocol around a plugin's handlers: env validation, config decoding, version gates, output.
+
+`dispatch()` is pure (env mapping + stdin reader in, exit status + stdout + stderr text out) so every protocol
+case is unit-testable; `main()` is the only code that touches the real process environment and streams.
+Handlers receive a `Request` and return a `types.Result` (rendered here at the config's cniVersion) or None.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+from . import version as versions
+from .config import NetConf, base_netconf, decode, parse_cni_args
+from .errors import CniError, Code
+from .types import Result
+
+COMMANDS = ("ADD", "DEL", "CHECK", "VERSION", "GC", "STATUS")
+CONTAINER_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+MAX_STDIN = 16 << 20
+
+# Which variables each verb needs (as libcni's skel requires them), in the order they are reported.
+REQUIRED_ENV = {
+    "CNI_CONTAINERID": ("ADD", "DEL", "CHECK"),
+    "CNI_NETNS": ("ADD", "CHECK"),
+    "CNI_IFNAME": ("ADD", "DEL", "CHECK"),
+    "CNI_PATH": ("ADD", "DEL", "CHECK", "GC", "STATUS"),
+}
+
+
+@dataclass(frozen=True)
+class Request:
+    command: str
+    container_id: str
+    netns: str
+    ifname: str
+    args: str                       # raw CNI_ARGS
+    path: tuple[str, ...]           # CNI_PATH split on ':'
+    stdin: bytes
+    conf: NetConf
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def cni_version(self) -> str:
+        return self.conf.cni_version
+
+    def prev_result(self) -> Result | None:
+        from . import result
+        raw = self.conf.node.raw("prevResult")
+        return None if raw is None else result.parse(raw, self.cni_version)
+
+    def cni_args(self, known: tuple[str, ...]) -> dict[str, str]:
+        return parse_cni_args(self.args, known)
+
+
+Handler = Callable[[Request], "Result | None"]
+
+
+@dataclass(frozen=True)
+class Plugin:
+    name: str                               # "bridge", "host-local", "portmap"
+    handlers: Mapping[str, Handler]         # verb -> handler; GC/STATUS may be absent (success, no output)
+    version: str = "0.1.0"
+
+    def about(self) -> str:
+        return (f"CNI {self.name} plugin (pycni) v{self.version}; "
+                f"CNI protocol versions supported: {', '.join(versions.SUPPORTED)}")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    stdout: str = ""
+    stderr: str = ""
+
+
+def dispatch(plugin: Plugin, env: Mapping[str, str], read_stdin: Callable[[], bytes],
+             same_netns: Callable[[str], bool] = lambda path: False) -> Outcome:
+    command = env.get("CNI_COMMAND", "")
+    if not command:
+        return Outcome(0, stderr=plugin.about() + "\n")
+    cni_version = versions.CURRENT
+    try:
+        if command == "VERSION":
+            return Outcome(0, stdout=json.dumps(versions.version_info()) + "\n")
+        if command not in COMMANDS:
+            raise CniError(Code.INVALID_ENVIRONMENT, f"unknown CNI_COMMAND {command!r}: expected one of "
+                           f"{', '.join(COMMANDS)}")
+        _check_env(command, env)
+        data = decode(_read_limited(read_stdin))
+        conf = base_netconf(data)
+        cni_version = conf.cni_version
+        versions.check_supported(conf.cni_version)
+        versions.check_command_allowed(command, conf.cni_version)
+        netns = env.get("CNI_NETNS", "")
+        if command in ("ADD", "DEL", "CHECK") and netns and _override_off(env) and same_netns(netns):
+            raise CniError(Code.INVALID_NETNS, f"CNI_NETNS {netns!r} is the plugin's own network namespace")
+        request = Request(
+            command=command, container_id=env.get("CNI_CONTAINERID", ""), netns=netns,
+            ifname=env.get("CNI_IFNAME", ""), args=env.get("CNI_ARGS", ""),
+            path=tuple(p for p in env.get("CNI_PATH", "").split(os.pathsep) if p),
+            stdin=data_bytes(read_stdin), conf=conf, env=env)
+        handler = plugin.handlers.get(command)
+        result = handler(request) if handler else None
+        if result is None:
+            return Outcome(0)
+        from . import result as results
+        return Outcome(0, stdout=json.dumps(results.render(result, conf.cni_version), indent=4) + "\n")
+    except CniError as exc:
+        return Outcome(1, stdout=json.dumps(exc.to_json(cni_version), indent=4) + "\n",
+                       stderr=f"{plugin.name}: {exc.msg}\n")
+
+
+def _check_env(command: str, env: Mapping[str, str]) -> None:
+    missing = [var for var, verbs in REQUIRED_ENV.items() if command in verbs and not env.get(var)]
+    if missing:
+        raise CniError(Code.INVALID_ENVIRONMENT, f"required environment variables missing for {command}: "
+                       f"{', '.join(missing)}")
+    if command in ("ADD", "DEL", "CHECK"):
+        container_id = env["CNI_CONTAINERID"]
+        if not CONTAINER_ID_RE.match(container_id):
+            raise CniError(Code.INVALID_ENVIRONMENT, f"invalid CNI_CONTAINERID {container_id!r}: must match "
+                           f"{CONTAINER_ID_RE.pattern}")
+        _check_ifname(env["CNI_IFNAME"])
+
+
+def _check_ifname(name: str) -> None:
+    problem = None
+    if len(name.encode()) > 15:
+        problem = "longer than 15 bytes"
+    elif name in (".", ".."):
+        problem = "'.' and '..' are not interface names"
+    elif any(c in name for c in "/:") or any(c.isspace() for c in name):
+        problem = "must not contain '/', ':' or whitespace"
+    if problem:
+        raise CniError(Code.INVALID_ENVIRONMENT, f"invalid CNI_IFNAME {name!r}: {problem}")
+
+
+def _override_off(env: Mapping[str, str]) -> bool:
+    return env.get("CNI_NETNS_OVERRIDE", "").lower() not in ("1", "true")
+
+
+def _read_limited(read_stdin: Callable[[], bytes]) -> bytes:
+    try:
+        data = read_stdin()
+    except OSError as exc:
+        raise CniError(Code.IO_FAILURE, f"failed to read network configuration from stdin: {exc}") from None
+    if len(data) > MAX_STDIN:
+        raise CniError(Code.DECODING_FAILURE, f"network configuration too large: {len(data)} bytes "
+                       f"(limit {MAX_STDIN})")
+    return data
+
+
+def data_bytes(read_stdin: Callable[[], bytes]) -> bytes:
+    return read_stdin()
+
+
+def is_own_netns(path: str) -> bool:
+    """True when `path` is the network namespace this process runs in (libcni's ErrInvalidNetNS check)."""
+    try:
+        target, own = os.stat(path), os.stat("/proc/self/ns/net")
+    except OSError:
+        return False
+    return (target.st_dev, target.st_ino) == (own.st_dev, own.st_ino)
+
+
+def main(plugin: Plugin) -> None:
+    """Process entry point: run one CNI operation with the real environment, streams and exit status."""
+    cached: list[bytes] = []
+
+    def read_stdin() -> bytes:
+        if not cached:
+            cached.append(sys.stdin.buffer.read(MAX_STDIN + 1))
+        return cached[0]
+
+    try:
+        outcome = dispatch(plugin, os.environ, read_stdin, same_netns=is_own_netns)
+    except Exception as exc:  # a bug: still answer with spec error JSON, never a bare traceback
+        if os.environ.get("PYCNI_DEBUG"):
+            import traceback
+            traceback.print_exc()
+        error = CniError(Code.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+        outcome = Outcome(1, stdout=json.dumps(error.to_json(versions.CURRENT), indent=4) + "\n",
+                          stderr=f"{plugin.name}: {error.msg}\n")
+    if outcome.stdout:
+        sys.stdout.write(outcome.stdout)
+        sys.stdout.flush()
+    if outcome.stderr:
+        sys.stderr.write(outcome.stderr)
+    sys.exit(outcome.status)
