@@ -91,8 +91,8 @@ def dispatch(plugin: Plugin, env: Mapping[str, str], read_stdin: Callable[[], by
                            f"{', '.join(COMMANDS)}")
         _check_env(command, env)
         data = decode(_read_limited(read_stdin))
+        cni_version = _reply_version(data)
         conf = base_netconf(data)
-        cni_version = conf.cni_version
         versions.check_supported(conf.cni_version)
         versions.check_command_allowed(command, conf.cni_version)
         netns = env.get("CNI_NETNS", "")
@@ -112,6 +112,12 @@ def dispatch(plugin: Plugin, env: Mapping[str, str], read_stdin: Callable[[], by
     except CniError as exc:
         return Outcome(1, stdout=json.dumps(exc.to_json(cni_version), indent=4) + "\n",
                        stderr=f"{plugin.name}: {exc.msg}\n")
+
+
+def _reply_version(data: dict[str, object]) -> str:
+    """Errors are labelled with the config's version when we speak it, else with ours."""
+    declared = data.get("cniVersion", "0.1.0")
+    return declared if isinstance(declared, str) and declared in versions.SUPPORTED else versions.CURRENT
 
 
 def _check_env(command: str, env: Mapping[str, str]) -> None:

@@ -1,0 +1,54 @@
+# pycni: the human entry point. `make demo` and `make test` do all set-up on a fresh Debian 12 machine (as root).
+PYTHON     ?= python3
+VENV       := .venv
+PY         := $(VENV)/bin/python
+DIST       := dist
+CNI_BIN    := $(DIST)/cni-bin
+CNITOOL    := $(DIST)/cnitool
+DESTDIR    ?=
+CNI_BIN_DIR ?= /opt/cni/bin
+PYTEST_ARGS ?=
+SOURCES    := $(shell find common cni -name '*.py') build/plugins.spec pyproject.toml
+
+.PHONY: all deps venv build driver test unit demo install bench clean
+
+all: build driver
+
+deps:
+	bash scripts/install-deps.sh
+
+$(VENV)/.stamp: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $$($(PY) scripts/requirements.py)
+	touch $@
+
+venv: $(VENV)/.stamp
+
+$(CNI_BIN)/.stamp: $(VENV)/.stamp $(SOURCES)
+	$(VENV)/bin/pyinstaller --noconfirm --clean --log-level WARN --distpath $(DIST) --workpath build/work build/plugins.spec
+	touch $@
+
+build: deps $(CNI_BIN)/.stamp
+
+$(CNITOOL): tests/driver/main.go tests/driver/build.sh
+	bash tests/driver/build.sh $(CNITOOL)
+
+driver: deps $(CNITOOL)
+
+# Everything: unit (no root), integration (root, throwaway namespaces), e2e (built executables via libcni).
+test: build driver
+	$(PY) -m pytest $(PYTEST_ARGS) tests
+
+unit: venv
+	$(PY) -m pytest -q tests/unit
+
+demo: build driver
+	$(PY) scripts/demo.py --cni-bin $(CNI_BIN) --cnitool $(CNITOOL)
+
+install: $(CNI_BIN)/.stamp
+	install -d $(DESTDIR)$(CNI_BIN_DIR)
+	cp -a $(CNI_BIN)/.pycni $(CNI_BIN)/bridge $(CNI_BIN)/host-local $(CNI_BIN)/portmap $(DESTDIR)$(CNI_BIN_DIR)/
+
+clean:
+	rm -rf $(DIST) build/work

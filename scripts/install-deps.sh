@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages pycni needs to build, test and demo (idempotent: apt runs only when one is missing).
+set -euo pipefail
+PACKAGES=(
+  iproute2 iptables nftables conntrack            # runtime: netlink tools for tests, firewall backends
+  golang-go golang-github-appc-cni-dev           # the Go libcni test driver (tests/driver)
+  containernetworking-plugins                    # the Go reference plugins, for side-by-side tests and bench
+  make procps psmisc busybox-static              # build entry point; process tools and busybox for the demo/tests
+)
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import pytest
+
+from common.config import Node, cidr, ip, ip_or_cidr, network, parse_cni_args
+from common.errors import CniError, ConfigError
+
+
+def msg(fn, *args, **kwargs) -> str:
+    with pytest.raises(CniError) as info:
+        fn(*args, **kwargs)
+    return info.value.msg
+
+
+def test_getters_name_the_key_path():
+    node = Node({"ipam": {"ranges": [[{"subnet": "10.0.0.0/33"}]]}})
+    path, first_set = next(node.obj("ipam").items("ranges"))
+    inner = Node(first_set[0], f"{path}[0]")
+    assert msg(inner.parsed, "subnet", network) == "invalid CIDR '10.0.0.0/33' at ipam.ranges[0][0].subnet"
+
+
+@pytest.mark.parametrize("data, call, text", [
+    ({"a": "yes"}, lambda n: n.boolean("a"), "expected boolean at a, got string 'yes'"),
+    ({"a": 1}, lambda n: n.boolean("a"), "expected boolean at a, got number 1"),
+    ({"a": True}, lambda n: n.integer("a"), "expected integer at a, got boolean true"),
+    ({"a": 1.5}, lambda n: n.integer("a"), "expected integer at a, got 1.5"),
+    ({"a": 70000}, lambda n: n.integer("a", minimum=1, maximum=65535), "70000 out of range at a: expected 1..65535"),
+    ({"a": "x"}, lambda n: n.string("a", choices=("iptables", "nftables")),
+     "invalid value 'x' at a: expected one of ['iptables', 'nftables']"),
+    ({}, lambda n: n.string("a", required=True), "missing required key a"),
+    ({"a": [1]}, lambda n: n.strings("a"), "expected string at a[0], got number 1"),
+    ({"a": {"b": []}}, lambda n: n.obj("a").obj("b"), "expected object at a.b, got list []"),
+])
+def test_typed_getter_errors(data, call, text):
+    assert msg(call, Node(data)) == text
+
+
+def test_defaults_and_values():
+    node = Node({"b": True, "i": 3.0, "s": "v", "n": None})
+    assert node.boolean("b") is True and node.boolean("missing") is False
+    assert node.integer("i") == 3 and node.integer("missing", 7) == 7
+    assert node.string("s") == "v" and node.string("n", "d") == "d"
+
+
+@pytest.mark.parametrize("fn, value, text", [
+    (ip, "10.0.0.999", "invalid IP address '10.0.0.999' at k"),
+    (cidr, "10.0.0.1", "invalid CIDR '10.0.0.1' at k: missing prefix length"),
+    (network, "10.0.0.1/24", "invalid subnet '10.0.0.1/24' at k: host bits set (network address is 10.0.0.0/24)"),
+    (ip_or_cidr, "nope", "invalid IP address 'nope' at k"),
+])
+def test_address_errors(fn, value, text):
+    assert msg(fn, value, "k") == text
+
+
+def test_address_values():
+    assert str(cidr("10.0.0.5/24", "k")) == "10.0.0.5/24"
+    assert str(ip_or_cidr("2001:db8::5/64", "k")) == "2001:db8::5"
+    assert str(network("2001:db8::/64", "k")) == "2001:db8::/64"
+
+
+def test_cni_args_known_keys():
+    assert parse_cni_args("IP=10.0.0.5;MAC=aa", ("IP", "MAC")) == {"IP": "10.0.0.5", "MAC": "aa"}
+    assert parse_cni_args("", ("IP",)) == {}
+
+
+def test_cni_args_unknown_key_is_an_error_unless_ignored():
+    assert "unknown CNI_ARGS key 'K8S_POD_NAME'" in msg(parse_cni_args, "K8S_POD_NAME=x", ("IP",))
+    args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p;IP=10.0.0.9"
+    assert parse_cni_args(args, ("IP",)) == {"IP": "10.0.0.9"}
+    assert parse_cni_args("IgnoreUnknown=TRUE;X=1", ()) == {}
+
+
+@pytest.mark.parametrize("text", ["IP", "IP=a=b", "IP=1;", ";"])
+def test_cni_args_malformed_pairs(text):
+    with pytest.raises(CniError) as info:
+        parse_cni_args(text, ("IP",))
+    assert info.value.code == 4 and "invalid CNI_ARGS pair" in info.value.msg
+
+
+def test_config_error_is_code_7():
+    assert ConfigError("x").code == 7
