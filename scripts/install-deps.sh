@@ -5,7 +5,7 @@ PACKAGES=(
   iproute2 iptables nftables conntrack            # runtime: netlink tools for tests, firewall backends
   golang-go golang-github-appc-cni-dev           # the Go libcni test driver (tests/driver)
   containernetworking-plugins                    # the Go reference plugins, for side-by-side tests and bench
-  make procps psmisc busybox-static              # build entry point; process tools and busybox for the demo/tests
+  make procps iputils-ping busybox-static         # build entry point; ping and busybox for the demo and tests
 )
 missing=()
 for pkg in "${PACKAGES[@]}"; do
