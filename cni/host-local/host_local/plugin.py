@@ -1,10 +1,105 @@
-"""The host-local plugin's verbs (work in progress: the protocol core is real, the verbs arrive with their issue)."""
-from common.errors import CniError, Code
+"""host-local's verbs: parse the configuration, lock the network directory once, apply the policy.
+
+Verbs: ADD, DEL, CHECK as the reference; GC and STATUS (spec 1.1.0), which the reference lacks.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from common.config import Node, describe
+from common.errors import CniError, Code, ConfigError
 from common.skel import Plugin, Request
+from common.types import DNS, Result
+
+from . import allocator, config, dns
+from .store import DiskStore
+
+KNOWN_CNI_ARGS = ("IP",)
+DEFAULT_LOCK_TIMEOUT = 30.0
+GC_KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")   # the second is the pre-1.1.0 name
 
 
-def _pending(request: Request) -> None:
-    raise CniError(Code.INTERNAL, f"host-local {request.command} is not implemented yet")
+def load_config(request: Request) -> config.IpamConfig:
+    return config.load(request.conf, request.cni_args(KNOWN_CNI_ARGS))
 
 
-PLUGIN = Plugin(name="host-local", handlers={"ADD": _pending, "DEL": _pending, "CHECK": _pending})
+def open_store(conf: config.IpamConfig, env: Mapping[str, str]) -> DiskStore:
+    return DiskStore(conf.data_dir, conf.name, lock_timeout=lock_timeout(env))
+
+
+def lock_timeout(env: Mapping[str, str]) -> float:
+    text = env.get("PYCNI_LOCK_TIMEOUT", "")
+    if not text:
+        return DEFAULT_LOCK_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise CniError(Code.INVALID_ENVIRONMENT, f"invalid PYCNI_LOCK_TIMEOUT {text!r}: expected seconds >= 0")
+    return value
+
+
+def add(request: Request) -> Result:
+    conf = load_config(request)
+    wanted = allocator.plan_requests(conf.range_sets, conf.requested)
+    resolver = dns.read_resolv_conf(conf.resolv_conf) if conf.resolv_conf else DNS()
+    with open_store(conf, request.env).session() as session:
+        ips = allocator.allocate(session, conf.range_sets, wanted, container_id=request.container_id,
+                                 ifname=request.ifname)
+    return Result(ips=tuple(ips), routes=conf.routes, dns=resolver)
+
+
+def delete(request: Request) -> None:
+    conf = load_config(request)
+    with open_store(conf, request.env).session() as session:
+        allocator.release(session, request.container_id, request.ifname)
+
+
+def check(request: Request) -> None:
+    conf = load_config(request)
+    with open_store(conf, request.env).session() as session:
+        held = allocator.held_by(session, request.container_id, request.ifname)
+    if not held:
+        raise CniError(Code.INTERNAL, f"host-local: no address is allocated to container "
+                       f"{request.container_id} interface {request.ifname} in network {conf.name} "
+                       f"({conf.data_dir})")
+
+
+def gc(request: Request) -> None:
+    conf = load_config(request)
+    valid = valid_attachments(request.conf.node)
+    with open_store(conf, request.env).session() as session:
+        allocator.collect_garbage(session, valid)
+
+
+def valid_attachments(node: Node) -> set[tuple[str, str]]:
+    """The union of both keys (libcni sends both); neither present is an error rather than "release all"."""
+    if not any(node.data.get(key) is not None for key in GC_KEYS):
+        raise ConfigError(f"missing required key {GC_KEYS[0]} (GC needs the list of valid attachments)")
+    valid: set[tuple[str, str]] = set()
+    for key in GC_KEYS:
+        for item in node.objects(key):
+            valid.add((_attachment_field(item, "containerID"), _attachment_field(item, "ifname")))
+    return valid
+
+
+def _attachment_field(item: Node, key: str) -> str:
+    value: Any = item.string(key, required=True)
+    if not value:
+        raise ConfigError(f"empty value {describe(value)} at {item.at(key)}")
+    return str(value)
+
+
+def status(request: Request) -> None:
+    conf = load_config(request)
+    with open_store(conf, request.env).session() as session:
+        full = allocator.exhausted(session, conf.range_sets)
+    if full:
+        names = "; ".join(f"{s} (range set {conf.range_sets.index(s)})" for s in full)
+        raise CniError(Code.NOT_AVAILABLE, f"no IP addresses available in range set {names}")
+
+
+PLUGIN = Plugin(name="host-local", handlers={
+    "ADD": add, "DEL": delete, "CHECK": check, "GC": gc, "STATUS": status,
+})

@@ -1,0 +1,178 @@
+"""The allocation policy, over any `store.Session` (pure apart from the session's own effects).
+
+Round-robin as the reference: each range set continues after its `last_reserved_ip` (when that address is still
+in the set, else at the first range's start), wraps across its ranges and never hands out a gateway, so a
+restarted pod does not get the address just freed. All range sets of one ADD are allocated in one session; if
+one fails, the addresses already reserved in this ADD are released before the error is raised.
+"""
+from __future__ import annotations
+
+import ipaddress
+from typing import Iterator
+
+from common.config import IPAddress
+from common.errors import CniError, Code, ConfigError, ErrorCollector
+from common.types import IPConfig
+
+from .config import Range, RangeSet, canonical
+from .store import Session
+
+
+def owner_of(container_id: str, ifname: str) -> str:
+    """The content of an allocation file."""
+    return f"{container_id.strip()}\r\n{ifname}"
+
+
+def _address(name: str) -> IPAddress | None:
+    try:
+        return canonical(ipaddress.ip_address(name))
+    except ValueError:
+        return None
+
+
+# --- requested addresses (pure) ------------------------------------------------------------------------
+
+def plan_requests(range_sets: tuple[RangeSet, ...], requested: tuple[IPAddress, ...]) -> tuple[IPAddress | None, ...]:
+    """The requested address for each range set (None: allocate the next free one)."""
+    remaining = list(requested)
+    plan: list[IPAddress | None] = []
+    for range_set in range_sets:
+        wanted = next((a for a in remaining if range_set.contains(a)), None)
+        if wanted is not None:
+            remaining.remove(wanted)
+            if wanted == range_set.range_for(wanted).gateway:  # type: ignore[union-attr]
+                raise ConfigError(f"requested IP {wanted} is the gateway of range set {range_set}")
+        plan.append(wanted)
+    if remaining:
+        raise ConfigError(f"failed to allocate all requested IPs: {' '.join(map(str, remaining))}: "
+                          f"{_why_not_placed(remaining[0], range_sets)}")
+    return tuple(plan)
+
+
+def _why_not_placed(addr: IPAddress, range_sets: tuple[RangeSet, ...]) -> str:
+    home = next((s for s in range_sets if s.contains(addr)), None)
+    if home is not None:
+        return f"only one address per range set can be requested ({home})"
+    return f"{addr} is in no range set ({'; '.join(str(s) for s in range_sets)})"
+
+
+# --- ADD -----------------------------------------------------------------------------------------------
+
+def candidates(range_set: RangeSet, last: IPAddress | None) -> Iterator[tuple[IPAddress, Range]]:
+    """Every allocatable address once: after `last`, through the following ranges, wrapping to `last`."""
+    ranges = range_set.ranges
+    home = range_set.range_for(last) if last is not None else None
+    if home is None or last is None:
+        index, first = 0, int(ranges[0].start)
+    elif last == home.end:
+        index = (ranges.index(home) + 1) % len(ranges)
+        first = int(ranges[index].start)
+    else:
+        index, first = ranges.index(home), int(last) + 1
+    make = ipaddress.IPv4Address if range_set.version == 4 else ipaddress.IPv6Address
+    order = [ranges[(index + k) % len(ranges)] for k in range(len(ranges))]
+    spans = [(order[0], first, int(order[0].end))]
+    spans += [(r, int(r.start), int(r.end)) for r in order[1:]]
+    spans.append((order[0], int(order[0].start), first - 1))    # the wrap back to where we began
+    for r, low, high in spans:
+        gateway = int(r.gateway)
+        for value in range(low, high + 1):
+            if value != gateway:
+                yield make(value), r
+
+
+def allocate(session: Session, range_sets: tuple[RangeSet, ...], wanted: tuple[IPAddress | None, ...], *,
+             container_id: str, ifname: str) -> list[IPConfig]:
+    """One address per range set, all or nothing."""
+    owner = owner_of(container_id, ifname)
+    reserved: list[IPConfig] = []
+    try:
+        for index, (range_set, request) in enumerate(zip(range_sets, wanted)):
+            try:
+                reserved.append(_reserve(session, range_set, index, request, owner))
+            except CniError as exc:
+                raise CniError(exc.code, f"failed to allocate for range {index}: {exc.msg}") from None
+    except BaseException:
+        for ipc in reserved:
+            session.release(str(ipc.address.ip))
+        raise
+    return reserved
+
+
+def _reserve(session: Session, range_set: RangeSet, index: int, request: IPAddress | None,
+             owner: str) -> IPConfig:
+    if request is not None:
+        if not session.reserve(str(request), owner, index):
+            raise CniError(Code.INTERNAL, f"requested IP address {request} is not available in range set "
+                           f"{range_set}")
+        return _ip_config(request, range_set.range_for(request))  # type: ignore[arg-type]
+    _refuse_duplicate(session, range_set, owner)
+    last = _address(session.last_reserved(index) or "")
+    for addr, r in candidates(range_set, last):
+        name = str(addr)
+        if name not in session.owners and session.reserve(name, owner, index):
+            return _ip_config(addr, r)
+    raise CniError(Code.INTERNAL, f"no IP addresses available in range set {range_set}")
+
+
+def _refuse_duplicate(session: Session, range_set: RangeSet, owner: str) -> None:
+    """ADD is not idempotent in the reference: an address of this attachment in the set is an error."""
+    container_id = owner.split("\r\n")[0]
+    for name, holder in session.owners.items():
+        if holder in (owner, container_id):
+            addr = _address(name)
+            if addr is not None and range_set.contains(addr):
+                raise CniError(Code.INTERNAL, f"{name} has been allocated to {container_id}, duplicate "
+                               "allocation is not allowed")
+
+
+def _ip_config(addr: IPAddress, r: Range) -> IPConfig:
+    return IPConfig(address=ipaddress.ip_interface(f"{addr}/{r.subnet.prefixlen}"), gateway=r.gateway)
+
+
+# --- DEL, CHECK, GC, STATUS ----------------------------------------------------------------------------
+
+def held_by(session: Session, container_id: str, ifname: str) -> list[str]:
+    """Addresses of the attachment; files of the legacy format (container ID only) when there are none."""
+    owner = owner_of(container_id, ifname)
+    exact = [name for name, holder in session.owners.items() if holder == owner]
+    return exact or [name for name, holder in session.owners.items() if holder == container_id.strip()]
+
+
+def release(session: Session, container_id: str, ifname: str) -> list[str]:
+    """Best effort: every address of the attachment is tried; failures are reported together."""
+    names = held_by(session, container_id, ifname)
+    errors = ErrorCollector("releasing addresses")
+    for name in names:
+        with errors.step(name):
+            session.release(name)
+    errors.raise_if_any()
+    return names
+
+
+def collect_garbage(session: Session, valid: set[tuple[str, str]]) -> list[str]:
+    """Release every allocation whose attachment is not valid; files of unknown owner are kept."""
+    valid_owners = {owner_of(cid, ifname) for cid, ifname in valid}
+    valid_ids = {cid.strip() for cid, _ in valid}
+    stale = [name for name, holder in session.owners.items()
+             if holder and holder not in valid_owners and not ("\r\n" not in holder and holder in valid_ids)]
+    errors = ErrorCollector("GC")
+    for name in stale:
+        with errors.step(f"releasing {name}"):
+            session.release(name)
+    errors.raise_if_any()
+    return stale
+
+
+def exhausted(session: Session, range_sets: tuple[RangeSet, ...]) -> list[RangeSet]:
+    """Range sets in which no address is free."""
+    taken = [a for a in map(_address, session.owners) if a is not None]
+    full = []
+    for range_set in range_sets:
+        used = 0
+        for addr in taken:
+            r = range_set.range_for(addr)
+            used += r is not None and addr != r.gateway
+        if used >= sum(r.size() for r in range_set.ranges):
+            full.append(range_set)
+    return full

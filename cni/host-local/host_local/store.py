@@ -1,0 +1,270 @@
+"""Allocation state: the `Session` the allocator works on, an in-memory store (tests) and the disk store.
+
+On disk (byte-identical to the reference, so Go and Python binaries can be swapped on a live node):
+
+    <dataDir>/<network>/                 directory, 0755
+        lock                             flock(LOCK_EX) for the whole operation (go-filemutex takes the same lock)
+        <ip>                             one per allocation, 0600, "containerID\\r\\nifname" (legacy: "containerID")
+        last_reserved_ip.<set index>     the last address reserved in that range set, no newline, 0600
+
+Files appear whole: content goes to a temp file that is then hard-linked to its name (the link fails if the
+address is taken) or renamed over it. The owners of allocation files are remembered in `owners.OwnerCache`, so
+an operation lists the directory once and reads only the files it has not seen before.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+import os
+import time
+from typing import Iterator, Protocol
+
+from common.errors import CniError, Code, ConfigError, TryAgainError
+
+from .owners import OwnerCache, Stamp
+
+LOCK_NAME = "lock"
+LAST_RESERVED_PREFIX = "last_reserved_ip."
+TEMP_PREFIX = ".pycni-tmp."
+MAX_OWNER_BYTES = 4096
+_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class Session(Protocol):
+    """Allocation state while the store is locked.
+
+    `owners` maps every allocated address (canonical string) to its owner: "containerID\\r\\nifname", a legacy
+    "containerID", or "" when unknown (not a regular file, unreadable)."""
+
+    owners: dict[str, str]
+
+    def last_reserved(self, index: int) -> str | None: ...
+
+    def reserve(self, ip: str, owner: str, index: int) -> bool: ...
+
+    def release(self, ip: str) -> None: ...
+
+
+class MemoryStore:
+    """A Session without a disk, for tests of the allocation policy."""
+
+    def __init__(self, owners: dict[str, str] | None = None, last: dict[int, str] | None = None) -> None:
+        self.owners = dict(owners or {})
+        self.last = dict(last or {})
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator["MemoryStore"]:
+        yield self
+
+    def last_reserved(self, index: int) -> str | None:
+        return self.last.get(index)
+
+    def reserve(self, ip: str, owner: str, index: int) -> bool:
+        if ip in self.owners:
+            return False
+        self.owners[ip] = owner
+        self.last[index] = ip
+        return True
+
+    def release(self, ip: str) -> None:
+        self.owners.pop(ip, None)
+
+
+def check_network_name(name: str) -> None:
+    """Defence in depth (skel already checks the name): nothing may resolve outside dataDir."""
+    if not name or name.startswith(".") or "/" in name or "\0" in name:
+        raise ConfigError(f"invalid network name {name!r} at name: it must not be empty, start with '.' "
+                          "or contain '/'")
+
+
+class DiskStore:
+    def __init__(self, data_dir: str, network: str, *, lock_timeout: float = 30.0) -> None:
+        check_network_name(network)
+        self.data_dir = data_dir
+        self.dir = os.path.join(data_dir, network)
+        self.lock_path = os.path.join(self.dir, LOCK_NAME)
+        self.lock_timeout = lock_timeout
+        self.cache = OwnerCache(os.path.join(data_dir, f".pycni-owners.{network}"))
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator["DiskSession"]:
+        """The network directory, locked for the whole block."""
+        dir_fd = self._open_dir()
+        try:
+            lock_fd = _os_call(f"opening {self.lock_path}", os.open, LOCK_NAME,
+                               os.O_CREAT | os.O_RDONLY | _NOFOLLOW, 0o750, dir_fd=dir_fd)
+            try:
+                self._acquire(lock_fd)
+                session = DiskSession(dir_fd, self.dir, self.cache)
+                try:
+                    yield session
+                finally:
+                    session.save_cache()
+            finally:
+                os.close(lock_fd)   # closing the only descriptor releases the flock
+        finally:
+            os.close(dir_fd)
+
+    def _open_dir(self) -> int:
+        _os_call(f"creating {self.dir}", os.makedirs, self.dir, 0o755, exist_ok=True)
+        return _os_call(f"opening {self.dir}", os.open, self.dir, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW)
+
+    def _acquire(self, lock_fd: int) -> None:
+        """flock with a deadline: a stuck holder makes us fail with "try again" instead of hanging."""
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.0005
+        while True:
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TryAgainError(f"timed out after {self.lock_timeout:g} s waiting for the lock "
+                                    f"{self.lock_path}")
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.01)
+
+
+class DiskSession:
+    """The allocation files of one network directory, read with one listing while the lock is held."""
+
+    def __init__(self, dir_fd: int, path: str, cache: OwnerCache) -> None:
+        self.dir_fd = dir_fd
+        self.path = path
+        self.cache = cache
+        self.owners: dict[str, str] = {}
+        self.inodes: dict[str, int] = {}
+        self.changed = False
+        self._scan(cache.load(self._stamp()))
+
+    def _stamp(self) -> Stamp:
+        st = os.fstat(self.dir_fd)
+        return (st.st_dev, st.st_ino, st.st_mtime_ns)
+
+    def _scan(self, known: dict[str, tuple[int, str]]) -> None:
+        stale: list[str] = []
+        hits = 0
+        with os.scandir(self.dir_fd) as entries:
+            for entry in entries:
+                name, inode = entry.name, entry.inode()
+                hit = known.get(name)
+                if hit is not None and hit[0] == inode:
+                    self.owners[name], self.inodes[name] = hit[1], inode
+                    hits += 1
+                elif name.startswith(TEMP_PREFIX):
+                    stale.append(name)      # we hold the lock, so its writer died
+                elif is_ip_name(name):
+                    self.owners[name], self.inodes[name] = self._read_owner(entry), inode
+                    self.changed = True     # the cache did not know it
+        if hits != len(known):
+            self.changed = True             # the cache remembers files that are gone
+        for name in stale:
+            self._unlink(name)
+
+    def _read_owner(self, entry: os.DirEntry[str]) -> str:
+        if not entry.is_file(follow_symlinks=False):
+            return ""
+        try:
+            fd = os.open(entry.name, os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW, dir_fd=self.dir_fd)
+        except OSError:
+            return ""
+        try:
+            return os.read(fd, MAX_OWNER_BYTES).decode(errors="replace").strip()
+        except OSError:
+            return ""
+        finally:
+            os.close(fd)
+
+    def last_reserved(self, index: int) -> str | None:
+        try:
+            fd = os.open(f"{LAST_RESERVED_PREFIX}{index}", os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW,
+                         dir_fd=self.dir_fd)
+        except OSError:
+            return None
+        try:
+            return os.read(fd, 64).decode(errors="replace").strip() or None
+        finally:
+            os.close(fd)
+
+    def reserve(self, ip: str, owner: str, index: int) -> bool:
+        if ip in self.owners:
+            return False
+        inode = self._create_exclusive(ip, owner.encode())
+        if inode is None:       # a writer that does not lock (the reference always does)
+            self.owners[ip] = ""
+            return False
+        self.owners[ip], self.inodes[ip] = owner, inode
+        self._replace(f"{LAST_RESERVED_PREFIX}{index}", ip.encode())
+        return True
+
+    def release(self, ip: str) -> None:
+        self._unlink(ip)
+        self.owners.pop(ip, None)
+        self.inodes.pop(ip, None)
+
+    def save_cache(self) -> None:
+        if self.changed:
+            self.cache.save(self._stamp(), {n: (self.inodes[n], o) for n, o in self.owners.items()})
+
+    # --- writing whole files ---------------------------------------------------------------------------
+
+    def _write_temp(self, data: bytes) -> tuple[str, int]:
+        temp = f"{TEMP_PREFIX}{os.getpid()}"
+        self._unlink(temp)
+        fd = _os_call(f"creating a file in {self.path}", os.open, temp,
+                      os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600, dir_fd=self.dir_fd)
+        self.changed = True
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            return temp, os.fstat(fd).st_ino
+        finally:
+            os.close(fd)
+
+    def _create_exclusive(self, name: str, data: bytes) -> int | None:
+        """Give `name` the content `data`, only if no such name exists; its inode, or None when taken."""
+        temp, inode = self._write_temp(data)
+        try:
+            os.link(temp, name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+            return inode
+        except FileExistsError:
+            return None
+        except OSError as exc:
+            raise CniError(Code.IO_FAILURE, f"cannot create {os.path.join(self.path, name)}: {exc.strerror}")
+        finally:
+            self._unlink(temp)
+
+    def _replace(self, name: str, data: bytes) -> None:
+        temp, _ = self._write_temp(data)
+        _os_call(f"writing {os.path.join(self.path, name)}", os.replace, temp, name,
+                 src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+
+    def _unlink(self, name: str) -> None:
+        try:
+            os.unlink(name, dir_fd=self.dir_fd)
+            self.changed = True
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise CniError(Code.IO_FAILURE, f"cannot remove {os.path.join(self.path, name)}: {exc.strerror}")
+
+
+def is_ip_name(name: str) -> bool:
+    """A file named by an address's canonical string (what Go's net.IP.String() writes)."""
+    if not name[:1].isalnum() and name[:1] != ":":
+        return False
+    try:
+        return str(ipaddress.ip_address(name)) == name
+    except ValueError:
+        return False
+
+
+def _os_call(what: str, func, *args, **kwargs):  # type: ignore[no-untyped-def]
+    try:
+        return func(*args, **kwargs)
+    except OSError as exc:
+        raise CniError(Code.IO_FAILURE, f"{what}: {exc.strerror or exc}") from None
