@@ -7,6 +7,7 @@ The xtables lock is waited for at most LOCK_WAIT seconds; past that the caller g
 from __future__ import annotations
 
 import shlex
+from dataclasses import dataclass
 
 from .. import exec as execs
 from ..errors import CniError, Code, TryAgainError
@@ -51,6 +52,64 @@ def quote(text: str) -> str:
 def split_rule(line: str) -> list[str]:
     """Tokenise one iptables-save rule line, undoing its quoting."""
     return shlex.split(line)
+
+
+@dataclass(frozen=True)
+class SavedTable:
+    """One table of an `iptables-save` dump: chain names and `-A CHAIN ...` rule lines, in saved order.
+    Rule lines are kept verbatim (iptables-save's canonical text), so `-D` + line[3:] deletes a rule."""
+
+    chains: tuple[str, ...] = ()
+    rules: tuple[str, ...] = ()
+
+    def has_chain(self, name: str) -> bool:
+        return name in self.chains
+
+    def rules_of(self, chain: str) -> list[str]:
+        head = f"-A {chain} "
+        return [line for line in self.rules if line.startswith(head)]
+
+    def has_rule(self, line: str) -> bool:
+        return line in self.rules
+
+
+def parse_save(text: str, table: str = "nat") -> SavedTable:
+    """The `*table` section of iptables-save output; an absent table is an empty SavedTable."""
+    chains: list[str] = []
+    rules: list[str] = []
+    inside = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("*"):
+            inside = line[1:] == table
+        elif not inside or not line or line.startswith("#"):
+            continue
+        elif line == "COMMIT":
+            inside = False
+        elif line.startswith(":"):
+            chains.append(line[1:].split(" ", 1)[0])
+        elif line.startswith("-A "):
+            rules.append(line)
+    return SavedTable(tuple(chains), tuple(rules))
+
+
+def deletion(rule_line: str) -> str:
+    """The restore command deleting a saved rule: `-A CHAIN spec` -> `-D CHAIN spec`."""
+    if not rule_line.startswith("-A "):
+        raise ValueError(f"not a saved rule line: {rule_line!r}")
+    return "-D " + rule_line[3:]
+
+
+def rule_comment(rule_line: str) -> str | None:
+    """The text of a rule's `--comment`, unquoted, or None."""
+    try:
+        tokens = split_rule(rule_line)
+    except ValueError:
+        return None
+    for i, token in enumerate(tokens[:-1]):
+        if token == "--comment":
+            return tokens[i + 1]
+    return None
 
 
 def _failure(tool: str, done: execs.Completed, script: str) -> CniError:

@@ -43,3 +43,14 @@ def quote(text: str) -> str:
     """An nft string literal (comments carry container IDs); quotes and backslashes are dropped, not escaped,
     as nft has no escape for them inside strings."""
     return '"' + "".join(c for c in text if c not in '"\\\n\r') + '"'
+
+
+def rules(objects: list[dict[str, Any]], chain: str | None = None) -> list[dict[str, Any]]:
+    """The `rule` objects of a `list_table` answer, optionally only those of one chain."""
+    found = (obj["rule"] for obj in objects if isinstance(obj.get("rule"), dict))
+    return [rule for rule in found if chain is None or rule.get("chain") == chain]
+
+
+def chains(objects: list[dict[str, Any]]) -> set[str]:
+    """The chain names of a `list_table` answer."""
+    return {obj["chain"]["name"] for obj in objects if isinstance(obj.get("chain"), dict)}

@@ -1,10 +1,132 @@
-"""The portmap plugin's verbs (work in progress: the protocol core is real, the verbs arrive with their issue)."""
-from common.errors import CniError, Code
+"""The portmap plugin's verbs: an imperative shell around pure config parsing and rule builders.
+
+Every input is validated before the first firewall command; a config without mappings (or a container without
+addresses) runs no command at all, not even the backend probe.
+"""
+from __future__ import annotations
+
+from common.config import IPInterface
+from common.errors import ConfigError
 from common.skel import Plugin, Request
+from common.types import Result
+
+from . import config
+from .config import PortmapConf
+from .host import Host, enable_route_localnet, flush_udp_conntrack, locked
 
 
-def _pending(request: Request) -> None:
-    raise CniError(Code.INTERNAL, f"portmap {request.command} is not implemented yet")
+def add(req: Request, host: Host) -> Result:
+    prev = _prev_result(req)
+    conf = config.parse(req.conf)
+    ips = _container_ips(prev, req.ifname)
+    if not conf.mappings or not ips:
+        return prev
+    if conf.snat and ips[0].version == 4:
+        enable_route_localnet(host, str(ips[0].ip))
+    with locked(host):
+        backend, cache = _resolve(host, conf)
+        if backend == "iptables":
+            from . import backend_iptables
+            backend_iptables.add(host, conf, req.container_id, ips, cache)
+        else:
+            from . import backend_nftables
+            backend_nftables.add(host, conf, req.container_id, ips)
+    flush_udp_conntrack(host, _udp_ports(conf), [ip.version for ip in ips])
+    return prev
 
 
-PLUGIN = Plugin(name="portmap", handlers={"ADD": _pending, "DEL": _pending, "CHECK": _pending})
+def delete(req: Request, host: Host) -> None:
+    if not config.has_mappings(req.conf):
+        return None
+    try:
+        conf = config.parse(req.conf)
+    except ConfigError:   # DEL is best-effort: remove whatever this container has, by name and ID
+        conf = PortmapConf(name=req.conf.name)
+    with locked(host):
+        backend, cache = _resolve(host, conf)
+        if backend == "iptables":
+            from . import backend_iptables
+            backend_iptables.delete(host, conf.name, req.container_id, cache)
+        else:
+            from . import backend_nftables
+            backend_nftables.delete(host, req.container_id)
+    flush_udp_conntrack(host, _udp_ports(conf), _families(req))
+    return None
+
+
+def check(req: Request, host: Host) -> None:
+    prev = _prev_result(req)
+    conf = config.parse(req.conf)
+    ips = _container_ips(prev, req.ifname)
+    if not conf.mappings or not ips:
+        return None
+    backend, cache = _resolve(host, conf)
+    if backend == "iptables":
+        from . import backend_iptables
+        backend_iptables.check(host, conf, req.container_id, ips, cache)
+    else:
+        from . import backend_nftables
+        backend_nftables.check(host, conf, req.container_id, ips)
+    return None
+
+
+def gc(req: Request, host: Host) -> None:
+    conf = config.parse(req.conf)
+    valid = config.valid_container_ids(req.conf)
+    with locked(host):
+        backend, cache = _resolve(host, conf)
+        if backend == "iptables":
+            from . import backend_iptables
+            backend_iptables.gc(host, conf.name, valid, cache)
+        else:
+            from . import backend_nftables
+            backend_nftables.gc(host, valid)
+    return None
+
+
+# --- helpers ----------------------------------------------------------------------------------------------
+
+def _prev_result(req: Request) -> Result:
+    prev = req.prev_result()
+    if prev is None:
+        raise ConfigError("missing prevResult: portmap must be called as a chained plugin")
+    return prev
+
+
+def _container_ips(prev: Result, ifname: str) -> list[IPInterface]:
+    return [ip for ip in config.container_ips(prev, ifname) if ip is not None]
+
+
+def _resolve(host: Host, conf: PortmapConf) -> tuple[str, dict]:  # type: ignore[type-arg]
+    """The configured backend, else iptables if its nat table can be read (that read is kept for reuse)."""
+    cache: dict = {}  # type: ignore[type-arg]
+    if conf.backend is not None:
+        return conf.backend, cache
+    from . import backend_iptables
+    usable = backend_iptables.try_read(host, 4, cache) is not None
+    return ("iptables" if usable else "nftables"), cache
+
+
+def _udp_ports(conf: PortmapConf) -> list[int]:
+    return [m.host_port for m in conf.mappings if m.protocol == "udp"]
+
+
+def _families(req: Request) -> list[int]:
+    """DEL: the families of prevResult's container addresses; both when prevResult is absent or unusable."""
+    try:
+        prev = req.prev_result()
+    except ConfigError:
+        prev = None
+    ips = _container_ips(prev, req.ifname) if prev is not None else []
+    return [ip.version for ip in ips] or [4, 6]
+
+
+def make_plugin(host: Host | None = None) -> Plugin:
+    """The plugin with its effects behind `host` (tests inject a fake runner and temporary paths)."""
+    h = host or Host()
+    return Plugin(name="portmap", handlers={
+        "ADD": lambda req: add(req, h), "DEL": lambda req: delete(req, h),
+        "CHECK": lambda req: check(req, h), "GC": lambda req: gc(req, h)})
+
+
+PLUGIN = make_plugin()

@@ -1,0 +1,79 @@
+"""The iptables backend's effects: per family one `iptables-save -t nat` read and one
+`iptables-restore --noflush` write, under the portmap lock (see host.locked)."""
+from __future__ import annotations
+
+from typing import Callable
+
+from common.config import IPInterface
+from common.errors import CniError, Code
+from common.firewall import iptables
+from common.firewall.iptables import SavedTable
+
+from . import rules_iptables as rules
+from .config import PortmapConf
+from .host import Host
+
+NEEDED_BY = "portmap (iptables backend)"
+Cache = dict[int, SavedTable]
+
+
+def read(host: Host, family: int, cache: Cache) -> SavedTable:
+    if family not in cache:
+        text = iptables.save("nat", family, needed_by=NEEDED_BY, runner=host.run)
+        cache[family] = iptables.parse_save(text)
+    return cache[family]
+
+
+def try_read(host: Host, family: int, cache: Cache) -> SavedTable | None:
+    """The nat table, or None when this family's iptables is not usable (missing tool, no kernel support)."""
+    try:
+        return read(host, family, cache)
+    except CniError:
+        return None
+
+
+def add(host: Host, conf: PortmapConf, container_id: str, ips: list[IPInterface], cache: Cache) -> None:
+    for ip in ips:
+        _add_one(host, conf, container_id, ip, cache)
+
+
+def _add_one(host: Host, conf: PortmapConf, container_id: str, ip: IPInterface, cache: Cache) -> None:
+    # A writer that does not take our lock (a Go portmap) may create a shared chain between our read and our
+    # write; `-N` then fails the whole (atomic) restore, and one fresh read settles it.
+    for attempt in (1, 2):
+        script = rules.add_script(conf, container_id, ip, read(host, ip.version, cache))
+        try:
+            iptables.restore(script, ip.version, needed_by=NEEDED_BY, runner=host.run)
+            return
+        except CniError as exc:
+            if attempt == 2 or "already exists" not in exc.msg:
+                raise
+            cache.pop(ip.version, None)
+
+
+def delete(host: Host, network: str, container_id: str, cache: Cache) -> None:
+    _rewrite(host, cache, lambda saved: rules.delete_script(saved, rules.container_chains(network, container_id)))
+
+
+def gc(host: Host, network: str, valid: frozenset[str], cache: Cache) -> None:
+    _rewrite(host, cache, lambda saved: rules.gc_script(saved, network, valid))
+
+
+def _rewrite(host: Host, cache: Cache, build: Callable[[SavedTable], str]) -> None:
+    usable = 0
+    for family in (4, 6):
+        saved = try_read(host, family, cache)
+        if saved is None:
+            continue
+        usable += 1
+        iptables.restore(build(saved), family, needed_by=NEEDED_BY, runner=host.run)
+    if not usable:
+        raise CniError(Code.INTERNAL, "neither iptables nor ip6tables usable")
+
+
+def check(host: Host, conf: PortmapConf, container_id: str, ips: list[IPInterface], cache: Cache) -> None:
+    for ip in ips:
+        missing = rules.check(conf, container_id, ip, read(host, ip.version, cache))
+        if missing:
+            raise CniError(Code.INTERNAL, f"portmap rules of container {container_id} missing in "
+                           f"{'iptables' if ip.version == 4 else 'ip6tables'}: {'; '.join(missing)}")

@@ -1,0 +1,103 @@
+"""portmap's effects on the host besides the firewall: the lock, route_localnet, conntrack, logging.
+
+Everything goes through a `Host`, so tests can inject a fake runner, a temporary lock file and sysctl root.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from common.errors import CniError, Code, TryAgainError
+
+LOCK_PATH = "/run/pycni/portmap.lock"
+LOCK_TIMEOUT = 10.0
+
+
+def _run(argv: Any, **kwargs: Any) -> Any:
+    """common.exec.run, imported only when a program really has to run (subprocess costs start-up time)."""
+    from common import exec as execs
+    return execs.run(argv, **kwargs)
+
+
+def _log(text: str) -> None:
+    sys.stderr.write(f"portmap: {text}\n")
+
+
+@dataclass(frozen=True)
+class Host:
+    run: Callable[..., Any] = _run
+    lock_path: str = LOCK_PATH
+    lock_timeout: float = LOCK_TIMEOUT
+    sysctl_root: str = "/proc/sys"
+    log: Callable[[str], None] = field(default=_log)
+
+
+@contextlib.contextmanager
+def locked(host: Host) -> Iterator[None]:
+    """Exclusive flock serialising our read-modify-write of the shared chains (two ADDs that both read
+    "jump missing" would otherwise both add it). Waits at most lock_timeout, then code 11."""
+    os.makedirs(os.path.dirname(host.lock_path), mode=0o755, exist_ok=True)
+    fd = os.open(host.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        _acquire(fd, host)
+        yield
+    finally:
+        os.close(fd)   # closing releases the lock
+
+
+def _acquire(fd: int, host: Host) -> None:
+    deadline = time.monotonic() + host.lock_timeout
+    pause = 0.001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise CniError(Code.INTERNAL, f"cannot lock {host.lock_path}: {exc.strerror}") from None
+        if time.monotonic() >= deadline:
+            raise TryAgainError(f"{host.lock_path} stayed locked for more than {host.lock_timeout:g} s")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.02)
+
+
+def enable_route_localnet(host: Host, container_ip: str) -> None:
+    """Let 127.0.0.1 cross to the container: route_localnet=1 on the host interface routing to it."""
+    done = host.run(["ip", "-o", "route", "get", container_ip], needed_by="portmap snat (route_localnet)")
+    if done.status != 0:
+        return   # no route: nothing to enable, as the reference
+    words = done.stdout.decode(errors="replace").split()
+    if "dev" not in words[:-1]:
+        return
+    dev = words[words.index("dev") + 1]
+    path = os.path.join(host.sysctl_root, "net/ipv4/conf", dev, "route_localnet")
+    try:
+        with open(path, "r+") as f:
+            if f.read().strip() != "1":
+                f.seek(0)
+                f.write("1")
+    except OSError as exc:
+        raise CniError(Code.INTERNAL, f"unable to enable route_localnet on {dev}: {exc.strerror}") from None
+
+
+def flush_udp_conntrack(host: Host, ports: list[int], families: list[int]) -> None:
+    """Forget UDP flows to the host ports so new packets meet the new DNAT rules. Only logged on failure;
+    conntrack exits 1 when it deleted nothing."""
+    for family in families:
+        for port in dict.fromkeys(ports):
+            argv = ["conntrack", "-D", "-f", "ipv4" if family == 4 else "ipv6", "-p", "udp",
+                    "--orig-port-dst", str(port)]
+            try:
+                done = host.run(argv, needed_by="portmap (UDP conntrack cleanup)")
+            except CniError as exc:
+                host.log(f"failed to delete stale UDP conntrack entries for port {port}: {exc.msg}")
+                return
+            if done.status not in (0, 1):
+                text = (done.stderr or b"").decode(errors="replace").strip()
+                host.log(f"failed to delete stale UDP conntrack entries for port {port}: {text}")
