@@ -1,10 +1,203 @@
-"""The bridge plugin's verbs (work in progress: the protocol core is real, the verbs arrive with their issue)."""
-from common.errors import CniError, Code
+"""The bridge plugin's verbs: an imperative shell of named steps over pure plans (plan, masq, spoofchk).
+
+A failed ADD unwinds, in reverse order, what it created for this container (ExitStack callbacks): the veth,
+the IPAM allocation (IPAM DEL), spoof-check and masquerade rules. The bridge and its addresses are shared by
+all containers and are kept, as in the reference.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from common import ipam
+from common.config import describe
+from common.errors import CniError, Code, ConfigError, ErrorCollector
 from common.skel import Plugin, Request
+from common.types import Interface, Result
+
+from . import config as bridge_config
+from .config import BridgeConf
+
+PORT_UP_TIMEOUT = 2.55   # the reference polls 0/50/500/1000/1000 ms before "bridge port in error state"
 
 
-def _pending(request: Request) -> None:
-    raise CniError(Code.INTERNAL, f"bridge {request.command} is not implemented yet")
+def load(request: Request) -> BridgeConf:
+    return bridge_config.parse(request.conf, request.cni_args(bridge_config.KNOWN_CNI_ARGS))
 
 
-PLUGIN = Plugin(name="bridge", handlers={"ADD": _pending, "DEL": _pending, "CHECK": _pending})
+def add(request: Request) -> Result:
+    from common import netlink
+    conf = load(request)
+    with netlink.open_host() as host, netlink.open_in(request.netns) as cont:
+        with contextlib.ExitStack() as undo:   # inside: the undo callbacks still need both handles
+            result = _add(request, conf, host=host, cont=cont, undo=undo)
+            undo.pop_all()
+    return result
+
+
+def _add(request: Request, conf: BridgeConf, *, host: Any, cont: Any, undo: contextlib.ExitStack) -> Result:
+    from . import container, links, plan, rules
+    bridge = links.ensure_bridge(host, conf)
+    if cont.link(request.ifname) is not None:
+        raise CniError(Code.INTERNAL, f"container veth name {request.ifname!r} already exists in "
+                       f"{request.netns}")
+    port = links.create_veth(host, peer=request.ifname, peer_netns=request.netns, mtu=conf.mtu, mac=conf.mac)
+    undo.callback(_quietly, host.delete_link, port.index)
+    links.attach_port(host, port, bridge, links.port_options(conf))
+    inner = cont.link(request.ifname)
+    if inner is None:
+        raise CniError(Code.INTERNAL, f"container interface {request.ifname!r} vanished during ADD")
+    if conf.macspoofchk:
+        undo.callback(_quietly, rules.spoofchk_setup(container_id=request.container_id, ifname=request.ifname,
+                                                    host_veth=port.name, mac=inner.mac))
+    result, extra = Result(), ()
+    if conf.layer3:
+        result, extra = _add_layer3(request, conf, host=host, cont=cont, bridge=bridge, undo=undo)
+    elif not conf.disable_container_interface:
+        cont.set_up(inner.index)
+    if not conf.disable_container_interface:
+        _wait_port_up(host, port.index)
+    ifaces = plan.Interfaces(
+        bridge=Interface(name=bridge.name, mac=_mac(host, bridge.index)),
+        host=Interface(name=port.name, mac=_mac(host, port.index)),
+        container=Interface(name=request.ifname, mac=inner.mac, sandbox=request.netns), extra=extra)
+    return plan.assemble(result, ifaces, dns=conf.dns)
+
+
+def _add_layer3(request: Request, conf: BridgeConf, *, host: Any, cont: Any, bridge: Any,
+                undo: contextlib.ExitStack) -> tuple[Result, tuple[Interface, ...]]:
+    """IPAM, container addresses and routes, gateway addresses, masquerading."""
+    from . import container, plan, rules
+    allocated = ipam.delegate("ADD", request)
+    undo.callback(_quietly, ipam.delegate, "DEL", request)
+    if allocated is None or not allocated.ips:
+        raise CniError(Code.INTERNAL, "IPAM plugin returned missing IP config")
+    gws = plan.gateways(allocated, is_gateway=conf.is_gateway, is_default_gateway=conf.is_default_gateway)
+    container.set_sysctls(request.netns, request.ifname, enable_dad=conf.enable_dad,
+                          ipv6=any(i.version == 6 for i in gws.result.ips))
+    link = cont.link(request.ifname)
+    container.configure(cont, link.index, gws.result)
+    extra = _gateways(host, conf, bridge, gws) if conf.is_gateway else ()
+    if conf.ip_masq:
+        ips = [i.address for i in gws.result.ips]
+        undo.callback(_quietly, rules.masq_setup(ips, conf=conf, container_id=request.container_id,
+                                                 ifname=request.ifname))
+    return gws.result, extra
+
+
+def _gateways(host: Any, conf: BridgeConf, bridge: Any, gws: Any) -> tuple[Interface, ...]:
+    """Gateway addresses on the bridge (or on `<bridge>.<vlan>` with vlan) and forwarding per family."""
+    from . import links
+    target, extra = bridge, ()
+    if conf.vlan and (gws.v4 or gws.v6):
+        target = links.ensure_vlan_gateway(host, conf, bridge)
+        extra = (Interface(name=target.name, mac=target.mac),)
+    for family, addresses in gws.by_family():
+        for address in addresses:
+            links.ensure_address(host, host.link_by_index(target.index), address, force=conf.force_address)
+        if addresses:
+            links.enable_forwarding(family)
+    return extra
+
+
+def _wait_port_up(host: Any, index: int) -> None:
+    state = host.wait_oper_up(index, timeout=PORT_UP_TIMEOUT)
+    if state != "UP":
+        raise CniError(Code.INTERNAL, f"bridge port in error state: {state}")
+
+
+def _mac(host: Any, index: int) -> str:
+    link = host.link_by_index(index)
+    return link.mac if link else ""
+
+
+def _quietly(func: Any, *args: Any) -> None:
+    """Rollback steps must not hide the error that caused the rollback."""
+    import sys
+    try:
+        func(*args)
+    except Exception as exc:  # noqa: BLE001 - reported on stderr, the original error is what the runtime sees
+        sys.stderr.write(f"bridge: rollback step failed: {exc}\n")
+
+
+# --- DEL -------------------------------------------------------------------------------------------------
+
+def delete(request: Request) -> None:
+    """Best effort: every step runs; missing netns, links or rules count as already removed."""
+    from . import container, rules
+    conf = load(request)
+    errors = ErrorCollector("DEL")
+    if request.netns:
+        with errors.step("removing container interface"):
+            container.delete_interface(request.netns, request.ifname)
+    if conf.layer3:
+        with errors.step("IPAM DEL"):
+            ipam.delegate("DEL", request)
+    if conf.macspoofchk:
+        with errors.step("removing spoof-check rules"):
+            rules.spoofchk_teardown(container_id=request.container_id, ifname=request.ifname)
+    if conf.ip_masq:
+        with errors.step("removing masquerade rules"):
+            rules.masq_teardown(conf.name, container_id=request.container_id, ifname=request.ifname,
+                                families=_families(request))
+    errors.raise_if_any()
+
+
+def _families(request: Request) -> tuple[int, ...]:
+    """Families to look at in iptables: those of prevResult's IPs, both when it has none."""
+    try:
+        prev = request.prev_result()
+    except CniError:
+        prev = None
+    found = tuple(sorted({ipc.version for ipc in prev.ips})) if prev else ()
+    return found or (4, 6)
+
+
+# --- CHECK, GC, STATUS --------------------------------------------------------------------------------------
+
+def check(request: Request) -> None:
+    from . import check as checks
+    conf = load(request)
+    if conf.layer3:
+        ipam.delegate("CHECK", request)
+    prev = request.prev_result()
+    if prev is None:
+        raise ConfigError("CHECK requires prevResult: Required prevResult missing")
+    checks.verify(request, conf, prev)
+
+
+def gc(request: Request) -> None:
+    from . import rules
+    conf = load(request)
+    errors = ErrorCollector("GC")
+    with errors.step("removing stale masquerade rules"):
+        rules.masq_gc(conf.name, valid_attachments(request.conf.node.data))
+    if conf.layer3:
+        with errors.step("IPAM GC"):
+            ipam.delegate("GC", request)
+    errors.raise_if_any()
+
+
+def valid_attachments(data: dict[str, Any]) -> set[tuple[str, str]]:
+    """(containerID, ifname) pairs of `cni.dev/valid-attachments` (or the legacy `cni.dev/attachments`)."""
+    raw = data.get("cni.dev/valid-attachments")
+    key = "cni.dev/valid-attachments"
+    if raw is None:
+        raw, key = data.get("cni.dev/attachments"), "cni.dev/attachments"
+    if not isinstance(raw, list):
+        raise ConfigError(f"GC needs a list at {key}, got {describe(raw)}")
+    pairs = set()
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or not isinstance(item.get("containerID"), str):
+            raise ConfigError(f"expected {{containerID, ifname}} at {key}[{i}], got {describe(item)}")
+        pairs.add((item["containerID"], str(item.get("ifname", ""))))
+    return pairs
+
+
+def status(request: Request) -> None:
+    conf = load(request)
+    if conf.layer3:
+        ipam.delegate("STATUS", request)
+
+
+PLUGIN = Plugin(name="bridge", handlers={"ADD": add, "DEL": delete, "CHECK": check, "GC": gc, "STATUS": status})

@@ -1,0 +1,123 @@
+"""The bridge plugin's configuration: every reference key, its default, and validation with key paths.
+
+Pure: reads the decoded stdin config and CNI_ARGS, never probes the host (the masquerade backend left unset
+is resolved when rules are applied, not here).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from common.config import NetConf, Node, describe
+from common.errors import ConfigError
+from common.result import parse_dns
+from common.types import DNS
+
+DEFAULT_BRIDGE = "cni0"
+KNOWN_CNI_ARGS = ("MAC",)
+BACKENDS = ("iptables", "nftables")
+MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BridgeConf:
+    name: str                       # network name (rule comments, chain hashes)
+    cni_version: str
+    bridge: str = DEFAULT_BRIDGE
+    is_gateway: bool = False        # true as well when isDefaultGateway is set (as in the reference)
+    is_default_gateway: bool = False
+    force_address: bool = False
+    ip_masq: bool = False
+    ip_masq_backend: str | None = None
+    mtu: int = 0
+    hairpin_mode: bool = False
+    promisc_mode: bool = False
+    vlan: int = 0
+    vlan_trunk: tuple[int, ...] = ()    # sorted, unique VLAN ids
+    preserve_default_vlan: bool = False
+    macspoofchk: bool = False
+    enable_dad: bool = False
+    disable_container_interface: bool = False
+    port_isolation: bool = False
+    ipam_type: str = ""
+    dns: DNS = DNS()
+    mac: str = ""                   # container MAC, "" = kernel-chosen
+
+    @property
+    def layer3(self) -> bool:
+        return bool(self.ipam_type)
+
+    @property
+    def vlan_filtering(self) -> bool:
+        return bool(self.vlan or self.vlan_trunk)
+
+
+def parse(conf: NetConf, cni_args: dict[str, str]) -> BridgeConf:
+    node = conf.node
+    hairpin, promisc = node.boolean("hairpinMode"), node.boolean("promiscMode")
+    if hairpin and promisc:
+        raise ConfigError("cannot set hairpinMode and promiscMode at the same time")
+    vlan = node.integer("vlan", 0, minimum=0, maximum=4094) or 0
+    trunk = vlan_trunk(node)
+    if vlan and trunk:
+        raise ConfigError(f"cannot set vlan ({vlan}) and vlanTrunk at the same time")
+    ipam_type = conf.ipam_type
+    disabled = node.boolean("disableContainerInterface")
+    if disabled and ipam_type:
+        raise ConfigError(f"cannot use IPAM (ipam.type {ipam_type!r}) when disableContainerInterface is set")
+    default_gw = node.boolean("isDefaultGateway")
+    return BridgeConf(
+        name=conf.name, cni_version=conf.cni_version, bridge=bridge_name(node),
+        is_gateway=node.boolean("isGateway") or default_gw, is_default_gateway=default_gw,
+        force_address=node.boolean("forceAddress"), ip_masq=node.boolean("ipMasq"),
+        ip_masq_backend=node.string("ipMasqBackend", choices=BACKENDS),
+        mtu=node.integer("mtu", 0, minimum=0, maximum=65535) or 0,
+        hairpin_mode=hairpin, promisc_mode=promisc, vlan=vlan, vlan_trunk=trunk,
+        preserve_default_vlan=node.boolean("preserveDefaultVlan"), macspoofchk=node.boolean("macspoofchk"),
+        enable_dad=node.boolean("enabledad"), disable_container_interface=disabled,
+        port_isolation=node.boolean("portIsolation"), ipam_type=ipam_type, dns=parse_dns(node.obj("dns")),
+        mac=container_mac(conf, cni_args),
+    )
+
+
+def bridge_name(node: Node) -> str:
+    name = node.string("bridge", DEFAULT_BRIDGE) or DEFAULT_BRIDGE
+    if len(name.encode()) > 15 or "/" in name or any(c.isspace() for c in name) or name in (".", ".."):
+        raise ConfigError(f"invalid bridge name {describe(name)} at bridge: must be a valid interface name "
+                          "(at most 15 bytes, no '/' or whitespace)")
+    return str(name)
+
+
+def vlan_trunk(node: Node) -> tuple[int, ...]:
+    """vlanTrunk: [{"id": n} | {"minID": a, "maxID": b}] -> sorted unique ids (reference collectVlanTrunk)."""
+    ids: set[int] = set()
+    for item in node.objects("vlanTrunk"):
+        has_min, has_max = item.has("minID"), item.has("maxID")
+        if has_min != has_max:
+            missing = "maxID" if has_min else "minID"
+            raise ConfigError(f"minID and maxID must be set together at {item.path}: {missing} is missing")
+        if has_min:
+            low = item.integer("minID", minimum=1, maximum=4094)
+            high = item.integer("maxID", minimum=1, maximum=4094)
+            if high < low:
+                raise ConfigError(f"minID {low} is greater than maxID {high} at {item.path}")
+            ids.update(range(low, high + 1))
+        if item.has("id"):
+            ids.add(item.integer("id", minimum=1, maximum=4094))
+    return tuple(sorted(ids))
+
+
+def container_mac(conf: NetConf, cni_args: dict[str, str]) -> str:
+    """runtimeConfig.mac > args.cni.mac > CNI_ARGS MAC (the reference's precedence)."""
+    sources: list[tuple[str, Any]] = [
+        ("runtimeConfig.mac", conf.runtime_config.string("mac")),
+        ("args.cni.mac", conf.cni_args.string("mac")),
+        ("CNI_ARGS MAC", cni_args.get("MAC")),
+    ]
+    for where, value in sources:
+        if value:
+            if not MAC_RE.match(value):
+                raise ConfigError(f"invalid MAC address {describe(value)} at {where}")
+            return str(value).replace("-", ":").lower()
+    return ""

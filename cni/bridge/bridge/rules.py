@@ -1,0 +1,125 @@
+"""Applying masquerade and spoof-check rules: read the current state once, apply one script per family.
+
+Pure text comes from masq.py and spoofchk.py; this module only runs iptables-save/-restore and nft.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from common.config import IPInterface
+from common.errors import CniError, ConfigError
+from common.firewall import iptables, nftables
+from common.firewall.names import chain_name
+
+from . import masq, spoofchk
+from .config import BridgeConf
+
+NEEDED_BY = "bridge ipMasq"
+Undo = Callable[[], None]
+
+
+def by_family(ips: Sequence[IPInterface]) -> dict[int, list[IPInterface]]:
+    out: dict[int, list[IPInterface]] = {}
+    for ip in ips:
+        out.setdefault(ip.version, []).append(ip)
+    return out
+
+
+def _saves(families: Sequence[int]) -> dict[int, str] | None:
+    """iptables-save -t nat per family, or None when iptables cannot be used (the backend probe)."""
+    try:
+        return {fam: iptables.save("nat", fam, needed_by=NEEDED_BY) for fam in families}
+    except CniError:
+        return None
+
+
+# --- ipMasq ------------------------------------------------------------------------------------------------
+
+def masq_setup(ips: Sequence[IPInterface], *, conf: BridgeConf, container_id: str, ifname: str) -> Undo:
+    """Install the rules with the configured backend (unset: iptables if usable, else nftables); returns the
+    undo callback for a failed ADD."""
+    groups = by_family(ips)
+    saved = None if conf.ip_masq_backend == "nftables" else _saves(sorted(groups))
+    if saved is None and conf.ip_masq_backend == "iptables":
+        raise ConfigError("ipMasqBackend is 'iptables' but iptables-save -t nat cannot be run")
+    if saved is not None:
+        for fam, group in groups.items():
+            script = masq.ipt_setup(group, network=conf.name, container_id=container_id, saved=saved[fam])
+            iptables.restore(script, fam, needed_by=NEEDED_BY)
+        return lambda: _ipt_teardown(conf.name, container_id, sorted(groups))
+    listing = nftables.list_table("inet", masq.TABLE, needed_by=NEEDED_BY)
+    stale = masq.nft_matching(listing, masq.nft_instance_prefix(conf.name, ifname, container_id))
+    nftables.apply(masq.nft_setup(ips, network=conf.name, ifname=ifname, container_id=container_id,
+                                  stale_handles=stale), needed_by=NEEDED_BY)
+    return lambda: _nft_teardown(conf.name, ifname, container_id)
+
+
+def masq_teardown(network: str, *, container_id: str, ifname: str, families: Sequence[int] = (4, 6)) -> None:
+    """Both backends (the container may have been added by another version/config), no IP needed."""
+    _ipt_teardown(network, container_id, families)
+    _nft_teardown(network, ifname, container_id)
+
+
+def _ipt_teardown(network: str, container_id: str, families: Sequence[int]) -> None:
+    chain = chain_name(network, container_id)
+    for fam, text in (_saves(families) or {}).items():
+        iptables.restore(masq.ipt_teardown(masq.SavedNat.parse(text), [chain]), fam, needed_by=NEEDED_BY)
+
+
+def _nft_listing() -> list[dict[str, object]] | None:
+    try:
+        return nftables.list_table("inet", masq.TABLE, needed_by=NEEDED_BY)
+    except CniError:
+        return None     # nft missing or unusable: there is nothing of ours to remove there
+
+
+def _nft_teardown(network: str, ifname: str, container_id: str) -> None:
+    handles = masq.nft_matching(_nft_listing(), masq.nft_instance_prefix(network, ifname, container_id))
+    nftables.apply(masq.nft_delete(handles), needed_by=NEEDED_BY)
+
+
+def masq_gc(network: str, valid: set[tuple[str, str]]) -> None:
+    """Remove the rules of `network` whose (container ID, ifname) is not valid, in both backends."""
+    valid_ids = {cid for cid, _ in valid}
+    for fam, text in (_saves((4, 6)) or {}).items():
+        saved = masq.SavedNat.parse(text)
+        stale = masq.ipt_stale_chains(saved, network=network, valid_ids=valid_ids)
+        iptables.restore(masq.ipt_teardown(saved, stale), fam, needed_by=NEEDED_BY)
+    handles = masq.nft_stale(_nft_listing(), network=network, valid=valid)
+    nftables.apply(masq.nft_delete(handles), needed_by=NEEDED_BY)
+
+
+def masq_missing(ips: Sequence[IPInterface], *, conf: BridgeConf, container_id: str, ifname: str) -> list[str]:
+    """CHECK: what is missing from the masquerade state, in words (empty when complete in either backend)."""
+    ipt_missing: list[str] = []
+    saves = None if conf.ip_masq_backend == "nftables" else _saves(sorted(by_family(ips)))
+    for fam, group in by_family(ips).items():
+        chain_rules, jumps = masq.ipt_rules(group, network=conf.name, container_id=container_id)
+        present = {tuple(iptables.split_rule(r)) for r in (saves or {}).get(fam, "").splitlines()}
+        ipt_missing += [r for r in chain_rules + jumps if tuple(iptables.split_rule(r)) not in present]
+    if saves is not None and not ipt_missing:
+        return []
+    comment = masq.nft_comment(conf.name, ifname, container_id)
+    found = masq.nft_saddrs(_nft_listing(), comment) if conf.ip_masq_backend != "iptables" else set()
+    nft_missing = [f"nft rule in inet {masq.TABLE} {masq.CHAIN} for {ip.ip} ({comment})"
+                   for ip in ips if str(ip.ip) not in found]
+    if conf.ip_masq_backend == "nftables" or (not nft_missing and conf.ip_masq_backend is None):
+        return nft_missing
+    return [f"iptables rule '{r}'" for r in ipt_missing]
+
+
+# --- macspoofchk -------------------------------------------------------------------------------------------
+
+def spoofchk_setup(*, container_id: str, ifname: str, host_veth: str, mac: str) -> Undo:
+    nftables.apply(spoofchk.setup(container_id=container_id, ifname=ifname, host_veth=host_veth, mac=mac),
+                   needed_by="bridge macspoofchk")
+    return lambda: spoofchk_teardown(container_id=container_id, ifname=ifname)
+
+
+def spoofchk_teardown(*, container_id: str, ifname: str) -> None:
+    try:
+        listing = nftables.list_table("bridge", "nat", needed_by="bridge macspoofchk")
+    except CniError:
+        return
+    nftables.apply(spoofchk.teardown(listing, container_id=container_id, ifname=ifname),
+                   needed_by="bridge macspoofchk")
