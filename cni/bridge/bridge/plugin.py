@@ -174,7 +174,7 @@ def gc(request: Request) -> None:
         rules.masq_gc(conf.name, valid_attachments(request.conf.node.data))
     if conf.layer3:
         with errors.step("IPAM GC"):
-            ipam.delegate("GC", request)
+            _delegate_optional("GC", request)
     errors.raise_if_any()
 
 
@@ -197,7 +197,17 @@ def valid_attachments(data: dict[str, Any]) -> set[tuple[str, str]]:
 def status(request: Request) -> None:
     conf = load(request)
     if conf.layer3:
-        ipam.delegate("STATUS", request)
+        _delegate_optional("STATUS", request)
+
+
+def _delegate_optional(command: str, request: Request) -> None:
+    """GC/STATUS to IPAM. An IPAM plugin older than spec 1.1 answers "unknown CNI_COMMAND" (code 4): it
+    has nothing to collect or report, as a newer plugin without that handler would succeed silently."""
+    try:
+        ipam.delegate(command, request)
+    except CniError as exc:
+        if not (exc.code == Code.INVALID_ENVIRONMENT and "unknown CNI_COMMAND" in exc.msg):
+            raise
 
 
 PLUGIN = Plugin(name="bridge", handlers={"ADD": add, "DEL": delete, "CHECK": check, "GC": gc, "STATUS": status})
