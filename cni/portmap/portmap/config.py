@@ -115,34 +115,28 @@ def _conditions(node: Node, key: str) -> tuple[str | None, tuple[str, ...]]:
     if any(not t for t in tokens):
         raise ConfigError(f"empty token in {node.at(key)}")
     syntax = syntax_of(tokens)
-    bad = _bad_iptables_token(tokens) if syntax == "iptables" else _bad_nft_token(tokens)
-    if bad is not None:
-        raise ConfigError(f"forbidden token {describe(bad)} in {node.at(key)}: conditions may only add "
-                          "matches, not jumps, verdicts, commands or line breaks")
+    forbidden = _forbidden_iptables if syntax == "iptables" else _forbidden_nft
+    for i, token in enumerate(tokens):
+        if forbidden(token):
+            raise ConfigError(f"forbidden token {describe(token)} at {node.at(key)}[{i}]: conditions may only "
+                              "add matches, not jumps, verdicts, commands or line breaks")
     return syntax, tokens
 
 
-def _bad_iptables_token(tokens: tuple[str, ...]) -> str | None:
-    for token in tokens:
-        if any(c in token for c in "\n\r\0"):
-            return token
-        if token.startswith("--"):
-            if len(token) > 2 and any(opt.startswith(token.split("=", 1)[0]) for opt in _IPT_LONG):
-                return token
-        elif token.startswith("-") and len(token) > 1:
-            letter = token[1]
-            if letter in _IPT_SHORT or (len(token) > 2 and letter not in _IPT_SHORT_WITH_VALUE):
-                return token
-    return None
+def _forbidden_iptables(token: str) -> bool:
+    if any(c in token for c in "\n\r\0"):
+        return True
+    if token.startswith("--"):
+        name = token.split("=", 1)[0]
+        return len(name) > 2 and any(opt.startswith(name) for opt in _IPT_LONG)
+    if token.startswith("-") and len(token) > 1:
+        letter = token[1]
+        return letter in _IPT_SHORT or (len(token) > 2 and letter not in _IPT_SHORT_WITH_VALUE)
+    return False
 
 
-def _bad_nft_token(tokens: tuple[str, ...]) -> str | None:
-    for token in tokens:
-        if any(c in token for c in ";\n\r\0#"):
-            return token
-        if any(word.lower() in _NFT_WORDS for word in token.split()):
-            return token
-    return None
+def _forbidden_nft(token: str) -> bool:
+    return any(c in token for c in ";\n\r\0#") or any(w.lower() in _NFT_WORDS for w in token.split())
 
 
 def _backend(node: Node, v4: tuple[str | None, tuple[str, ...]], v6: tuple[str | None, tuple[str, ...]]) -> str | None:

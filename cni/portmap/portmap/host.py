@@ -78,9 +78,10 @@ def enable_route_localnet(host: Host, container_ip: str) -> None:
     dev = words[words.index("dev") + 1]
     path = os.path.join(host.sysctl_root, "net/ipv4/conf", dev, "route_localnet")
     try:
-        with open(path, "r+") as f:
-            if f.read().strip() != "1":
-                f.seek(0)
+        with open(path) as f:
+            current = f.read().strip()
+        if current != "1":
+            with open(path, "w") as f:
                 f.write("1")
     except OSError as exc:
         raise CniError(Code.INTERNAL, f"unable to enable route_localnet on {dev}: {exc.strerror}") from None
