@@ -1,6 +1,13 @@
 """Entry point of the pycni host-local executable (PyInstaller target)."""
-from common.skel import main
-from host_local.plugin import PLUGIN
+import os
+import sys
+
+if not getattr(sys, "frozen", False):   # from the source tree, also under `python -I` (which adds no script dir)
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:0] = [_here, os.path.dirname(os.path.dirname(_here))]
+
+from common.skel import main  # noqa: E402
+from host_local.plugin import PLUGIN  # noqa: E402
 
 if __name__ == "__main__":
     main(PLUGIN)

@@ -118,6 +118,9 @@ def _reserve(session: Session, range_set: RangeSet, index: int, request: IPAddre
 def _refuse_duplicate(session: Session, range_set: RangeSet, owner: str) -> None:
     """ADD is not idempotent in the reference: an address of this attachment in the set is an error."""
     container_id = owner.split("\r\n")[0]
+    holders = set(session.owners.values())      # one pass in C; the loop below runs only on a hit
+    if owner not in holders and container_id not in holders:
+        return
     for name, holder in session.owners.items():
         if holder in (owner, container_id):
             addr = _address(name)

@@ -22,7 +22,7 @@ from typing import Iterator, Protocol
 
 from common.errors import CniError, Code, ConfigError, TryAgainError
 
-from .owners import OwnerCache, Stamp
+from .owners import CacheEntry, OwnerCache, Stamp
 
 LOCK_NAME = "lock"
 LAST_RESERVED_PREFIX = "last_reserved_ip."
@@ -129,40 +129,42 @@ class DiskStore:
 
 
 class DiskSession:
-    """The allocation files of one network directory, read with one listing while the lock is held."""
+    """The allocation files of one network directory, read with one listing while the lock is held.
+
+    `listing` ({name: inode} of every entry) is kept in step with our own changes, so the cache written at the
+    end describes the directory exactly without listing it again."""
 
     def __init__(self, dir_fd: int, path: str, cache: OwnerCache) -> None:
         self.dir_fd = dir_fd
         self.path = path
         self.cache = cache
-        self.owners: dict[str, str] = {}
-        self.inodes: dict[str, int] = {}
         self.changed = False
-        self._scan(cache.load(self._stamp()))
+        with os.scandir(dir_fd) as it:
+            entries = list(it)
+        self.listing: dict[str, int] = {e.name: e.inode() for e in entries}
+        known = cache.load(self._stamp())
+        if known is not None and known.listing == self.listing:
+            self.owners: dict[str, str] = known.owners      # the usual case: nothing to read
+        else:
+            self.owners = self._read_owners(entries, known)
 
     def _stamp(self) -> Stamp:
         st = os.fstat(self.dir_fd)
         return (st.st_dev, st.st_ino, st.st_mtime_ns)
 
-    def _scan(self, known: dict[str, tuple[int, str]]) -> None:
-        stale: list[str] = []
-        hits = 0
-        with os.scandir(self.dir_fd) as entries:
-            for entry in entries:
-                name, inode = entry.name, entry.inode()
-                hit = known.get(name)
-                if hit is not None and hit[0] == inode:
-                    self.owners[name], self.inodes[name] = hit[1], inode
-                    hits += 1
-                elif name.startswith(TEMP_PREFIX):
-                    stale.append(name)      # we hold the lock, so its writer died
-                elif is_ip_name(name):
-                    self.owners[name], self.inodes[name] = self._read_owner(entry), inode
-                    self.changed = True     # the cache did not know it
-        if hits != len(known):
-            self.changed = True             # the cache remembers files that are gone
-        for name in stale:
-            self._unlink(name)
+    def _read_owners(self, entries: list[os.DirEntry[str]], known: CacheEntry | None) -> dict[str, str]:
+        """Owners from the cache where the file still has the remembered inode, else from the file."""
+        self.changed = True
+        owners: dict[str, str] = {}
+        for entry in entries:
+            name = entry.name
+            if name.startswith(TEMP_PREFIX):
+                self._unlink(name)      # we hold the lock, so its writer died
+            elif known is not None and name in known.owners and known.listing.get(name) == entry.inode():
+                owners[name] = known.owners[name]
+            elif is_ip_name(name):
+                owners[name] = self._read_owner(entry)
+        return owners
 
     def _read_owner(self, entry: os.DirEntry[str]) -> str:
         if not entry.is_file(follow_symlinks=False):
@@ -192,70 +194,72 @@ class DiskSession:
     def reserve(self, ip: str, owner: str, index: int) -> bool:
         if ip in self.owners:
             return False
-        inode = self._create_exclusive(ip, owner.encode())
-        if inode is None:       # a writer that does not lock (the reference always does)
-            self.owners[ip] = ""
+        if not self._create_exclusive(ip, owner.encode()):
+            self.owners[ip] = ""    # a writer that does not lock made it (the reference always locks)
             return False
-        self.owners[ip], self.inodes[ip] = owner, inode
+        self.owners[ip] = owner
         self._replace(f"{LAST_RESERVED_PREFIX}{index}", ip.encode())
         return True
 
     def release(self, ip: str) -> None:
         self._unlink(ip)
         self.owners.pop(ip, None)
-        self.inodes.pop(ip, None)
 
     def save_cache(self) -> None:
         if self.changed:
-            self.cache.save(self._stamp(), {n: (self.inodes[n], o) for n, o in self.owners.items()})
+            self.cache.save(self._stamp(), CacheEntry(listing=self.listing, owners=self.owners))
 
     # --- writing whole files ---------------------------------------------------------------------------
 
-    def _write_temp(self, data: bytes) -> tuple[str, int]:
+    def _write_temp(self, data: bytes) -> str:
         temp = f"{TEMP_PREFIX}{os.getpid()}"
         self._unlink(temp)
         fd = _os_call(f"creating a file in {self.path}", os.open, temp,
                       os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600, dir_fd=self.dir_fd)
         self.changed = True
         try:
+            self.listing[temp] = os.fstat(fd).st_ino
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            return temp, os.fstat(fd).st_ino
+            return temp
         finally:
             os.close(fd)
 
-    def _create_exclusive(self, name: str, data: bytes) -> int | None:
-        """Give `name` the content `data`, only if no such name exists; its inode, or None when taken."""
-        temp, inode = self._write_temp(data)
+    def _create_exclusive(self, name: str, data: bytes) -> bool:
+        """Give `name` the content `data`, only if no such name exists (False: taken)."""
+        temp = self._write_temp(data)
         try:
             os.link(temp, name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
-            return inode
+            self.listing[name] = self.listing[temp]
+            return True
         except FileExistsError:
-            return None
+            return False
         except OSError as exc:
             raise CniError(Code.IO_FAILURE, f"cannot create {os.path.join(self.path, name)}: {exc.strerror}")
         finally:
             self._unlink(temp)
 
     def _replace(self, name: str, data: bytes) -> None:
-        temp, _ = self._write_temp(data)
+        temp = self._write_temp(data)
         _os_call(f"writing {os.path.join(self.path, name)}", os.replace, temp, name,
                  src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+        self.listing[name] = self.listing.pop(temp)
 
     def _unlink(self, name: str) -> None:
         try:
             os.unlink(name, dir_fd=self.dir_fd)
             self.changed = True
+            self.listing.pop(name, None)
         except FileNotFoundError:
-            pass
+            self.listing.pop(name, None)
         except OSError as exc:
             raise CniError(Code.IO_FAILURE, f"cannot remove {os.path.join(self.path, name)}: {exc.strerror}")
 
 
 def is_ip_name(name: str) -> bool:
     """A file named by an address's canonical string (what Go's net.IP.String() writes)."""
-    if not name[:1].isalnum() and name[:1] != ":":
+    if (not name[:1].isalnum() and name[:1] != ":") or "%" in name:    # Go's ParseIP knows no zones
         return False
     try:
         return str(ipaddress.ip_address(name)) == name

@@ -75,7 +75,9 @@ def test_cache_is_used_while_the_directory_is_unchanged(store: DiskStore, tmp_pa
         s.reserve("10.0.0.2", "cid\r\neth0", 0)
     cache = tmp_path / ".pycni-owners.net1"
     data = json.loads(cache.read_text())
-    data["entries"][0][2] = "from-cache\r\neth0"       # prove the next session trusts it without reading
+    assert data["owners"] == {"10.0.0.2": "cid\r\neth0"}
+    assert set(data["listing"]) == {"10.0.0.2", "last_reserved_ip.0", "lock"}
+    data["owners"]["10.0.0.2"] = "from-cache\r\neth0"   # prove the next session trusts it without reading
     cache.write_text(json.dumps(data))
     with store.session() as s:
         assert s.owners == {"10.0.0.2": "from-cache\r\neth0"}
@@ -92,13 +94,28 @@ def test_cache_is_ignored_after_a_foreign_change(store: DiskStore, tmp_path: Pat
         assert s.owners == {"10.0.0.2": "new\r\neth0", "10.0.0.3": "go\r\neth0"}
 
 
+def test_cache_entry_of_a_recreated_file_is_not_trusted_even_in_the_same_tick(store: DiskStore,
+                                                                              tmp_path: Path) -> None:
+    with store.session() as s:
+        s.reserve("10.0.0.2", "cid\r\neth0", 0)
+        s.reserve("10.0.0.3", "cid2\r\neth0", 0)
+    net = tmp_path / "net1"
+    before = os.stat(net)
+    os.unlink(net / "10.0.0.2")
+    (net / "10.0.0.9").write_bytes(b"x\r\neth0")          # takes a fresh inode ...
+    (net / "10.0.0.2").write_bytes(b"new\r\neth0")
+    os.utime(net, ns=(before.st_atime_ns, before.st_mtime_ns))   # ... and the directory looks unchanged
+    with store.session() as s:
+        assert s.owners == {"10.0.0.2": "new\r\neth0", "10.0.0.3": "cid2\r\neth0", "10.0.0.9": "x\r\neth0"}
+
+
 def test_unreadable_cache_is_rebuilt(store: DiskStore, tmp_path: Path) -> None:
     with store.session() as s:
         s.reserve("10.0.0.2", "cid\r\neth0", 0)
     (tmp_path / ".pycni-owners.net1").write_text("{broken")
     with store.session() as s:
         assert s.owners == {"10.0.0.2": "cid\r\neth0"}
-    assert json.loads((tmp_path / ".pycni-owners.net1").read_text())["entries"][0][:1] == ["10.0.0.2"]
+    assert json.loads((tmp_path / ".pycni-owners.net1").read_text())["owners"] == {"10.0.0.2": "cid\r\neth0"}
 
 
 def test_lock_timeout_is_try_again_naming_the_lock(store: DiskStore, tmp_path: Path) -> None:
@@ -138,6 +155,7 @@ def test_symlinked_network_directory_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name,expected", [("10.0.0.1", True), ("2001:db8::1", True), ("2001:DB8::1", False),
                                            ("lock", False), ("last_reserved_ip.0", False), ("10.0.0.01", False),
-                                           (".pycni-tmp.1", False), ("::1", True)])
+                                           (".pycni-tmp.1", False), ("::1", True),
+                                           ("fe80::1%eth0", False)])
 def test_ip_names_are_canonical_strings(name: str, expected: bool) -> None:
     assert is_ip_name(name) is expected
