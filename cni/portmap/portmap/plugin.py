@@ -5,6 +5,8 @@ addresses) runs no command at all, not even the backend probe.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from common.config import IPInterface
 from common.errors import ConfigError
 from common.skel import Plugin, Request
@@ -13,6 +15,9 @@ from common.types import Result
 from . import config
 from .config import PortmapConf
 from .host import Host, enable_route_localnet, flush_udp_conntrack, locked
+
+if TYPE_CHECKING:
+    from .backend_iptables import Cache
 
 
 def add(req: Request, host: Host) -> Result:
@@ -97,9 +102,9 @@ def _container_ips(prev: Result, ifname: str) -> list[IPInterface]:
     return [ip for ip in config.container_ips(prev, ifname) if ip is not None]
 
 
-def _resolve(host: Host, conf: PortmapConf) -> tuple[str, dict]:  # type: ignore[type-arg]
+def _resolve(host: Host, conf: PortmapConf) -> "tuple[str, Cache]":
     """The configured backend, else iptables if its nat table can be read (that read is kept for reuse)."""
-    cache: dict = {}  # type: ignore[type-arg]
+    cache: Cache = {}
     if conf.backend is not None:
         return conf.backend, cache
     from . import backend_iptables
