@@ -7,22 +7,23 @@ all containers and are kept, as in the reference.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from common import ipam
 from common.config import describe
 from common.errors import CniError, Code, ConfigError, ErrorCollector
 from common.skel import Plugin, Request
 from common.types import Interface, Result
 
-from . import config as bridge_config
-from .config import BridgeConf
+if TYPE_CHECKING:
+    from .config import BridgeConf
+
 
 PORT_UP_TIMEOUT = 2.55   # the reference polls 0/50/500/1000/1000 ms before "bridge port in error state"
 
 
 def load(request: Request) -> BridgeConf:
-    return bridge_config.parse(request.conf, request.cni_args(bridge_config.KNOWN_CNI_ARGS))
+    from . import config   # imported per verb: VERSION and the protocol errors need none of this
+    return config.parse(request.conf, request.cni_args(config.KNOWN_CNI_ARGS))
 
 
 def add(request: Request) -> Result:
@@ -67,6 +68,8 @@ def _add(request: Request, conf: BridgeConf, *, host: Any, cont: Any, undo: cont
 def _add_layer3(request: Request, conf: BridgeConf, *, host: Any, cont: Any, bridge: Any,
                 undo: contextlib.ExitStack) -> tuple[Result, tuple[Interface, ...]]:
     """IPAM, container addresses and routes, gateway addresses, masquerading."""
+    from common import ipam
+
     from . import container, plan, rules
     allocated = ipam.delegate("ADD", request)
     undo.callback(_quietly, ipam.delegate, "DEL", request)
@@ -124,6 +127,8 @@ def _quietly(func: Any, *args: Any) -> None:
 
 def delete(request: Request) -> None:
     """Best effort: every step runs; missing netns, links or rules count as already removed."""
+    from common import ipam
+
     from . import container, rules
     conf = load(request)
     errors = ErrorCollector("DEL")
@@ -156,6 +161,8 @@ def _families(request: Request) -> tuple[int, ...]:
 # --- CHECK, GC, STATUS --------------------------------------------------------------------------------------
 
 def check(request: Request) -> None:
+    from common import ipam
+
     from . import check as checks
     conf = load(request)
     if conf.layer3:
@@ -203,6 +210,7 @@ def status(request: Request) -> None:
 def _delegate_optional(command: str, request: Request) -> None:
     """GC/STATUS to IPAM. An IPAM plugin older than spec 1.1 answers "unknown CNI_COMMAND" (code 4): it
     has nothing to collect or report, as a newer plugin without that handler would succeed silently."""
+    from common import ipam
     try:
         ipam.delegate(command, request)
     except CniError as exc:
