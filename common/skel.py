@@ -193,7 +193,10 @@ def main(plugin: Plugin) -> None:
                           stderr=f"{plugin.name}: {error.msg}\n")
     if outcome.stdout:
         sys.stdout.write(outcome.stdout)
-        sys.stdout.flush()
     if outcome.stderr:
         sys.stderr.write(outcome.stderr)
-    sys.exit(outcome.status)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Speed: skip interpreter teardown (module and object destruction after pyroute2 costs 60-90 ms). Every file
+    # and lock is already closed or released by the handlers; the kernel drops the rest with the process.
+    os._exit(outcome.status)
