@@ -6,6 +6,7 @@ PACKAGES=(
   golang-go golang-github-appc-cni-dev           # the Go libcni test driver (tests/driver)
   containernetworking-plugins                    # the Go reference plugins, for side-by-side tests and bench
   make procps iputils-ping busybox-static         # build entry point; ping and busybox for the demo and tests
+  podman runc                                    # tests/e2e/test_podman.py: podman 4.3 (CNI backend) with runc
 )
 missing=()
 for pkg in "${PACKAGES[@]}"; do
