@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import fcntl
-import json
+import marshal
 import os
 import stat
 from pathlib import Path
@@ -74,11 +74,11 @@ def test_cache_is_used_while_the_directory_is_unchanged(store: DiskStore, tmp_pa
     with store.session() as s:
         s.reserve("10.0.0.2", "cid\r\neth0", 0)
     cache = tmp_path / ".pycni-owners.net1"
-    data = json.loads(cache.read_text())
+    data = marshal.loads(cache.read_bytes())
     assert data["owners"] == {"10.0.0.2": "cid\r\neth0"}
     assert set(data["listing"]) == {"10.0.0.2", "last_reserved_ip.0", "lock"}
     data["owners"]["10.0.0.2"] = "from-cache\r\neth0"   # prove the next session trusts it without reading
-    cache.write_text(json.dumps(data))
+    cache.write_bytes(marshal.dumps(data))
     with store.session() as s:
         assert s.owners == {"10.0.0.2": "from-cache\r\neth0"}
 
@@ -112,10 +112,10 @@ def test_cache_entry_of_a_recreated_file_is_not_trusted_even_in_the_same_tick(st
 def test_unreadable_cache_is_rebuilt(store: DiskStore, tmp_path: Path) -> None:
     with store.session() as s:
         s.reserve("10.0.0.2", "cid\r\neth0", 0)
-    (tmp_path / ".pycni-owners.net1").write_text("{broken")
+    (tmp_path / ".pycni-owners.net1").write_bytes(b"\xfb broken")
     with store.session() as s:
         assert s.owners == {"10.0.0.2": "cid\r\neth0"}
-    assert json.loads((tmp_path / ".pycni-owners.net1").read_text())["owners"] == {"10.0.0.2": "cid\r\neth0"}
+    assert marshal.loads((tmp_path / ".pycni-owners.net1").read_bytes())["owners"] == {"10.0.0.2": "cid\r\neth0"}
 
 
 def test_lock_timeout_is_try_again_naming_the_lock(store: DiskStore, tmp_path: Path) -> None:
