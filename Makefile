@@ -46,6 +46,9 @@ unit: venv
 demo: build driver
 	$(PY) scripts/demo.py --cni-bin $(CNI_BIN) --cnitool $(CNITOOL)
 
+bench: build driver
+	$(PY) scripts/bench.py --cni-bin $(CNI_BIN) --cnitool $(CNITOOL) --json $(DIST)/bench.json
+
 install: $(CNI_BIN)/.stamp
 	install -d $(DESTDIR)$(CNI_BIN_DIR)
 	cp -a $(CNI_BIN)/.pycni $(CNI_BIN)/bridge $(CNI_BIN)/host-local $(CNI_BIN)/portmap $(DESTDIR)$(CNI_BIN_DIR)/

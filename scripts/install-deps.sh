@@ -5,7 +5,7 @@ PACKAGES=(
   iproute2 iptables nftables conntrack            # runtime: netlink tools for tests, firewall backends
   golang-go golang-github-appc-cni-dev           # the Go libcni test driver (tests/driver)
   containernetworking-plugins                    # the Go reference plugins, for side-by-side tests and bench
-  make procps iputils-ping busybox-static         # build entry point; ping and busybox for the demo and tests
+  make procps iputils-ping busybox-static time    # build entry point; ping, busybox, GNU time (bench RSS)
   podman runc                                    # tests/e2e/test_podman.py: podman 4.3 (CNI backend) with runc
 )
 missing=()
