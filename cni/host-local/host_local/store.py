@@ -169,8 +169,14 @@ class DiskSession:
     def _read_owner(self, entry: os.DirEntry[str]) -> str:
         if not entry.is_file(follow_symlinks=False):
             return ""
+        return self._read_file_owner(entry.name) or ""
+
+    def _read_file_owner(self, name: str) -> str | None:
+        """The owner written in file `name`; None when it is gone, "" when it cannot be read as a file."""
         try:
-            fd = os.open(entry.name, os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW, dir_fd=self.dir_fd)
+            fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW, dir_fd=self.dir_fd)
+        except FileNotFoundError:
+            return None
         except OSError:
             return ""
         try:
@@ -202,6 +208,13 @@ class DiskSession:
         return True
 
     def release(self, ip: str) -> None:
+        """Remove the allocation, but only if its file still names the owner we matched. The owner may come from
+        the cache; reading it once more means a stale entry can never free an address someone else holds."""
+        actual = self._read_file_owner(ip)
+        if actual is not None and actual != self.owners.get(ip):
+            self.owners[ip] = actual
+            self.changed = True
+            return
         self._unlink(ip)
         self.owners.pop(ip, None)
 

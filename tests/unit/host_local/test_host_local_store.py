@@ -109,6 +109,20 @@ def test_cache_entry_of_a_recreated_file_is_not_trusted_even_in_the_same_tick(st
         assert s.owners == {"10.0.0.2": "new\r\neth0", "10.0.0.3": "cid2\r\neth0", "10.0.0.9": "x\r\neth0"}
 
 
+def test_release_never_frees_an_address_whose_file_names_another_owner(store: DiskStore, tmp_path: Path) -> None:
+    with store.session() as s:
+        s.reserve("10.0.0.2", "old\r\neth0", 0)
+    net = tmp_path / "net1"
+    before = os.stat(net)
+    (net / "10.0.0.2").write_bytes(b"new\r\neth0")     # same inode, same directory mtime: the cache is stale
+    os.utime(net, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with store.session() as s:
+        assert s.owners["10.0.0.2"] == "old\r\neth0"
+        s.release("10.0.0.2")
+        assert s.owners["10.0.0.2"] == "new\r\neth0"
+    assert (net / "10.0.0.2").read_bytes() == b"new\r\neth0"
+
+
 def test_unreadable_cache_is_rebuilt(store: DiskStore, tmp_path: Path) -> None:
     with store.session() as s:
         s.reserve("10.0.0.2", "cid\r\neth0", 0)
