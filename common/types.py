@@ -1,12 +1,12 @@
 """The CNI result in its newest shape (spec 1.1.0), as frozen values. Only result.py knows older shapes."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from .record import field, record
 
 from .config import IPAddress, IPInterface
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Interface:
     name: str
     mac: str = ""
@@ -16,7 +16,7 @@ class Interface:
     pci_id: str = ""        # 1.1.0
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class IPConfig:
     address: IPInterface            # keeps host bits: 10.0.0.5/24
     gateway: IPAddress | None = None
@@ -27,7 +27,7 @@ class IPConfig:
         return self.address.version
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Route:
     dst: IPInterface                # kept as written (Go's types.ParseCIDR keeps host bits too)
     gw: IPAddress | None = None
@@ -38,7 +38,7 @@ class Route:
     scope: int | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DNS:
     nameservers: tuple[str, ...] = ()
     domain: str = ""
@@ -49,7 +49,7 @@ class DNS:
         return not (self.nameservers or self.domain or self.search or self.options)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Result:
     interfaces: tuple[Interface, ...] = ()
     ips: tuple[IPConfig, ...] = ()

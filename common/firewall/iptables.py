@@ -7,7 +7,7 @@ The xtables lock is waited for at most LOCK_WAIT seconds; past that the caller g
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
+from ..record import record
 
 from .. import exec as execs
 from ..errors import CniError, Code, TryAgainError
@@ -54,7 +54,7 @@ def split_rule(line: str) -> list[str]:
     return shlex.split(line)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SavedTable:
     """One table of an `iptables-save` dump: chain names and `-A CHAIN ...` rule lines, in saved order.
     Rule lines are kept verbatim (iptables-save's canonical text), so `-D` + line[3:] deletes a rule."""

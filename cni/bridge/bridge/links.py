@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
+from common.record import record
 
 from common import netns, sysctl
 from common.config import IPInterface
@@ -60,7 +60,7 @@ def create_veth(host: Handle, *, peer: str, peer_netns: str, mtu: int, mac: str)
         os.close(fd)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PortOptions:
     hairpin: bool = False
     isolated: bool = False

@@ -5,7 +5,7 @@ The reference's calcGateways mutates the IPAM result; `gateways()` returns a new
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field, replace
+from common.record import field, record, replace
 
 from common.config import IPInterface
 from common.types import DNS, Interface, IPConfig, Result, Route
@@ -14,7 +14,7 @@ CONTAINER_INDEX = 2   # interfaces = [bridge, host veth, container veth]: every 
 _DEFAULT = {4: ipaddress.ip_interface("0.0.0.0/0"), 6: ipaddress.ip_interface("::/0")}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Gateways:
     result: Result                                  # ips pointing at the container, gateways, default routes
     v4: tuple[IPInterface, ...] = ()                # addresses to put on the bridge (gateway/prefix)
@@ -51,7 +51,7 @@ def gateways(ipam: Result, *, is_gateway: bool, is_default_gateway: bool) -> Gat
     return Gateways(result=result, v4=tuple(gws[4]), v6=tuple(gws[6]))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Interfaces:
     bridge: Interface
     host: Interface

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import marshal
 import os
-from dataclasses import dataclass
+from common.record import record
 
 Stamp = tuple[int, int, int]
 FORMAT = 3
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CacheEntry:
     listing: dict[str, int]     # every entry of the network directory -> inode
     owners: dict[str, str]      # allocation file -> owner

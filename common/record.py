@@ -1,0 +1,132 @@
+"""Frozen value classes, the subset of `dataclasses` pycni uses, without its start-up cost.
+
+Speed: `import dataclasses` pulls in inspect (and with it ast, dis, tokenize), ~9 ms, and every decorated class
+then generates its methods with exec(), ~0.5 ms each: paid on every plugin start, i.e. every pod start. `record`
+builds the same behaviour from the class annotations with plain closures instead:
+
+    @record(frozen=True)
+    class Route:
+        dst: IPInterface
+        gw: IPAddress | None = None
+        tags: tuple[str, ...] = field(default_factory=tuple)
+
+gives keyword/positional construction with defaults, ==, hash(), repr(), immutability and `replace(obj, gw=...)`.
+"""
+from __future__ import annotations
+
+_MISSING = object()
+
+
+class Field:
+    __slots__ = ("default", "default_factory", "repr")
+
+    def __init__(self, default: object, default_factory: object, repr: bool) -> None:
+        self.default, self.default_factory, self.repr = default, default_factory, repr
+
+
+def field(*, default: object = _MISSING, default_factory: object = _MISSING, repr: bool = True) -> "object":
+    return Field(default, default_factory, repr)
+
+
+class FrozenInstanceError(AttributeError):
+    pass
+
+
+def record(cls: "type | None" = None, /, *, frozen: bool = True, slots: bool = False,
+           kw_only: bool = False) -> "object":
+    """Class decorator (arguments accepted for dataclasses compatibility; records are always frozen)."""
+    def wrap(klass: type) -> type:
+        return _build(klass, kw_only)
+    return wrap if cls is None else wrap(cls)
+
+
+def _build(cls: type, kw_only: bool) -> type:
+    names: list[str] = []
+    defaults: dict[str, object] = {}
+    factories: dict[str, object] = {}
+    hidden: set[str] = set()
+    for name, annotation in cls.__dict__.get("__annotations__", {}).items():
+        if str(annotation).startswith(("ClassVar", "typing.ClassVar")):
+            continue
+        names.append(name)
+        value = cls.__dict__.get(name, _MISSING)
+        if isinstance(value, Field):
+            if not value.repr:
+                hidden.add(name)
+            if value.default_factory is not _MISSING:
+                factories[name] = value.default_factory
+            elif value.default is not _MISSING:
+                defaults[name] = value.default
+            delattr(cls, name)
+        elif value is not _MISSING:
+            defaults[name] = value
+    fields = tuple(names)
+
+    def __eq__(self: object, other: object) -> bool:
+        if type(self) is not type(other):
+            return NotImplemented
+        return _values(self, fields) == _values(other, fields)
+
+    def __hash__(self: object) -> int:
+        return hash(_values(self, fields))
+
+    def __repr__(self: object) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in fields if name not in hidden)
+        return f"{type(self).__name__}({shown})"
+
+    cls.__init__ = _init(cls.__name__, fields, defaults, factories, kw_only)  # type: ignore[misc]
+    cls.__eq__, cls.__hash__, cls.__repr__ = __eq__, __hash__, __repr__  # type: ignore[method-assign,assignment]
+    cls.__setattr__ = cls.__delattr__ = _frozen  # type: ignore[method-assign,assignment]
+    cls.__record_fields__ = fields  # type: ignore[attr-defined]
+    return cls
+
+
+def _values(obj: object, fields: tuple[str, ...]) -> tuple[object, ...]:
+    return tuple(getattr(obj, name) for name in fields)
+
+
+def _init(class_name: str, fields: tuple[str, ...], defaults: dict[str, object], factories: dict[str, object],
+          kw_only: bool) -> "object":
+    known = set(fields)
+
+    def __init__(self: object, *args: object, **kwargs: object) -> None:
+        if len(args) > (0 if kw_only else len(fields)):
+            raise TypeError(f"{class_name}() takes {0 if kw_only else len(fields)} positional arguments "
+                            f"but {len(args)} were given")
+        values = dict(zip(fields, args))
+        for name, value in kwargs.items():
+            if name not in known or name in values:
+                raise TypeError(f"{class_name}() got an unexpected or repeated argument {name!r}")
+            values[name] = value
+        for name in fields:
+            if name in values:
+                continue
+            if name in defaults:
+                values[name] = defaults[name]
+            elif name in factories:
+                values[name] = factories[name]()  # type: ignore[operator]
+            else:
+                raise TypeError(f"{class_name}() missing required argument {name!r}")
+        for name in fields:
+            object.__setattr__(self, name, values[name])
+        post_init = getattr(self, "__post_init__", None)
+        if post_init is not None:
+            post_init()
+
+    return __init__
+
+
+def _frozen(self: object, name: str, *args: object) -> None:
+    raise FrozenInstanceError(f"cannot assign to field {name!r} of frozen {type(self).__name__}")
+
+
+def replace(obj: "object", /, **changes: object) -> "object":
+    """A copy of `obj` with some fields changed (dataclasses.replace)."""
+    fields = type(obj).__record_fields__  # type: ignore[attr-defined]
+    values = {name: getattr(obj, name) for name in fields}
+    values.update(changes)
+    return type(obj)(**values)
+
+
+def fields_of(obj: "object") -> tuple[str, ...]:
+    return type(obj).__record_fields__  # type: ignore[attr-defined,no-any-return]
