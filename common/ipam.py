@@ -4,7 +4,6 @@ The delegate gets the same environment (with CNI_COMMAND set to the verb) and th
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -13,6 +12,7 @@ if TYPE_CHECKING:
     from typing import Mapping
 
 from . import exec as execs
+from . import jsonio
 from . import result as results
 from .errors import CniError, Code, ConfigError
 from .skel import Request
@@ -43,7 +43,7 @@ def delegate(command: str, request: Request, *, runner: execs.Runner = execs.run
     if command != "ADD":
         return None
     try:
-        data = json.loads(done.stdout)
+        data = jsonio.loads(done.stdout)
     except ValueError:
         raise CniError(Code.DECODING_FAILURE, f"IPAM plugin {request.conf.ipam_type!r} printed an undecodable "
                        f"result: {done.stdout[:200]!r}") from None
@@ -79,7 +79,7 @@ def _run_in_process(env: Mapping[str, str], stdin: bytes) -> execs.Completed:
 def _delegate_error(plugin_type: str, command: str, done: execs.Completed) -> CniError:
     """Re-raise the delegate's own spec error (code kept) or describe what it printed."""
     try:
-        data = json.loads(done.stdout)
+        data = jsonio.loads(done.stdout)
         if isinstance(data, dict) and isinstance(data.get("code"), int):
             return CniError(data["code"], str(data.get("msg", "")), str(data.get("details", "") or ""))
     except ValueError:

@@ -6,9 +6,7 @@ Handlers receive a `Request` and return a `types.Result` (rendered here at the c
 """
 from __future__ import annotations
 
-import json
 import os
-import re
 import sys
 from .record import field, record
 
@@ -18,12 +16,12 @@ if TYPE_CHECKING:
     Handler = Callable[[Request], "Result | None"]
 
 from . import version as versions
-from .config import NetConf, base_netconf, decode, parse_cni_args
+from . import jsonio
+from .config import NAME_PATTERN, NetConf, base_netconf, decode, is_valid_name, parse_cni_args
 from .errors import CniError, Code
 from .types import Result
 
 COMMANDS = ("ADD", "DEL", "CHECK", "VERSION", "GC", "STATUS")
-CONTAINER_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
 MAX_STDIN = 16 << 20
 
 # Which variables each verb needs (as libcni's skel requires them), in the order they are reported.
@@ -88,7 +86,7 @@ def dispatch(plugin: Plugin, env: Mapping[str, str], read_stdin: Callable[[], by
     cni_version = versions.CURRENT
     try:
         if command == "VERSION":
-            return Outcome(0, stdout=json.dumps(versions.version_info()) + "\n")
+            return Outcome(0, stdout=jsonio.dumps(versions.version_info()) + "\n")
         if command not in COMMANDS:
             raise CniError(Code.INVALID_ENVIRONMENT, f"unknown CNI_COMMAND {command!r}: expected one of "
                            f"{', '.join(COMMANDS)}")
@@ -111,9 +109,9 @@ def dispatch(plugin: Plugin, env: Mapping[str, str], read_stdin: Callable[[], by
         if result is None:
             return Outcome(0)
         from . import result as results
-        return Outcome(0, stdout=json.dumps(results.render(result, conf.cni_version), indent=4) + "\n")
+        return Outcome(0, stdout=jsonio.dumps(results.render(result, conf.cni_version), 4) + "\n")
     except CniError as exc:
-        return Outcome(1, stdout=json.dumps(exc.to_json(cni_version), indent=4) + "\n",
+        return Outcome(1, stdout=jsonio.dumps(exc.to_json(cni_version), 4) + "\n",
                        stderr=f"{plugin.name}: {exc.msg}\n")
 
 
@@ -130,9 +128,9 @@ def _check_env(command: str, env: Mapping[str, str]) -> None:
                        f"{', '.join(missing)}")
     if command in ("ADD", "DEL", "CHECK"):
         container_id = env["CNI_CONTAINERID"]
-        if not CONTAINER_ID_RE.match(container_id):
+        if not is_valid_name(container_id):
             raise CniError(Code.INVALID_ENVIRONMENT, f"invalid CNI_CONTAINERID {container_id!r}: must match "
-                           f"{CONTAINER_ID_RE.pattern}")
+                           f"{NAME_PATTERN}")
         _check_ifname(env["CNI_IFNAME"])
 
 
@@ -192,7 +190,7 @@ def main(plugin: Plugin) -> None:
             import traceback
             traceback.print_exc()
         error = CniError(Code.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
-        outcome = Outcome(1, stdout=json.dumps(error.to_json(versions.CURRENT), indent=4) + "\n",
+        outcome = Outcome(1, stdout=jsonio.dumps(error.to_json(versions.CURRENT), 4) + "\n",
                           stderr=f"{plugin.name}: {error.msg}\n")
     if outcome.stdout:
         sys.stdout.write(outcome.stdout)

@@ -6,7 +6,6 @@ The xtables lock is waited for at most LOCK_WAIT seconds; past that the caller g
 """
 from __future__ import annotations
 
-import shlex
 from ..record import record
 
 from .. import exec as execs
@@ -50,8 +49,34 @@ def quote(text: str) -> str:
 
 
 def split_rule(line: str) -> list[str]:
-    """Tokenise one iptables-save rule line, undoing its quoting."""
-    return shlex.split(line)
+    """Tokenise one iptables-save rule line, undoing its quoting: iptables-save writes a value with anything
+    but [A-Za-z0-9_-] in double quotes, with `"`, `\\` and `'` escaped by a backslash. (shlex would do, but it
+    imports re and is slow on a kube-proxy node's thousands of lines.)"""
+    if '"' not in line and "\\" not in line:
+        return line.split()
+    tokens: list[str] = []
+    current: list[str] = []
+    in_token = quoted = escaped = False
+    for ch in line:
+        if escaped:
+            current.append(ch)
+            escaped = False
+        elif ch == "\\":
+            escaped = in_token = True
+        elif ch == '"':
+            quoted, in_token = not quoted, True
+        elif ch.isspace() and not quoted:
+            if in_token:
+                tokens.append("".join(current))
+                current, in_token = [], False
+        else:
+            current.append(ch)
+            in_token = True
+    if quoted or escaped:
+        raise ValueError(f"unbalanced quoting in iptables rule {line!r}")
+    if in_token:
+        tokens.append("".join(current))
+    return tokens
 
 
 @record(frozen=True)

@@ -1,13 +1,13 @@
 """nftables edge: read a table as JSON with `nft -j list`, apply a transaction with one `nft -f -`."""
 from __future__ import annotations
 
-import json
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
     from typing import Any
 
 from .. import exec as execs
+from .. import jsonio
 from ..errors import CniError, Code
 
 
@@ -20,7 +20,7 @@ def list_table(family: str, table: str, *, needed_by: str, runner: execs.Runner 
             return None
         raise CniError(Code.INTERNAL, f"nft list table {family} {table} failed: {text.strip()}")
     try:
-        return list(json.loads(done.stdout).get("nftables", []))
+        return list(jsonio.loads(done.stdout).get("nftables", []))
     except ValueError:
         raise CniError(Code.INTERNAL, f"nft printed undecodable JSON for table {family} {table}") from None
 

@@ -15,7 +15,6 @@ Teardown needs no IP: the iptables chain name and the nft comment prefix identif
 from __future__ import annotations
 
 import hashlib
-import re
 from common.record import record
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
@@ -32,7 +31,6 @@ CHAIN = "masq_checks"
 TABLE_COMMENT = "Masquerading for plugins from github.com/containernetworking/plugins"
 CHAIN_COMMENT = "Masquerade traffic from certain IPs to any (non-multicast) IP outside their subnet"
 NFT_COMMENT_MAX = 128   # knftables.CommentLengthMax
-_IPT_COMMENT_RE = re.compile(r'^name: "(.*)" id: "(.*)"$')
 
 
 # --- iptables ----------------------------------------------------------------------------------------------
@@ -55,7 +53,7 @@ def ipt_setup(ips: Sequence[IPInterface], *, network: str, container_id: str, sa
     """One script (IPs of one family): `:CHAIN` creates or flushes the chain, so it is rewritten idempotently;
     POSTROUTING jumps are appended only when `saved` (iptables-save -t nat) lacks them."""
     chain_rules, jumps = ipt_rules(ips, network=network, container_id=container_id)
-    present = {tuple(iptables.split_rule(line)) for line in saved.splitlines() if line.startswith("-A ")}
+    present = {tuple(iptables.split_rule(line)) for line in saved.splitlines() if line.startswith("-A POSTROUTING ")}
     new_jumps = [j for j in jumps if tuple(iptables.split_rule(j)) not in present]
     chain = chain_name(network, container_id)
     return "\n".join(["*nat", f":{chain} - [0:0]", *chain_rules, *new_jumps, "COMMIT", ""])
@@ -73,7 +71,8 @@ class SavedNat:
         return cls(chains=chains, rules=tuple(line for line in text.splitlines() if line.startswith("-A ")))
 
     def jumps_to(self, chain: str) -> list[str]:
-        return [r for r in self.rules if iptables.split_rule(r)[-2:] in (["-j", chain], ["-g", chain])]
+        return [r for r in self.rules
+                if r.endswith(chain) and iptables.split_rule(r)[-2:] in (["-j", chain], ["-g", chain])]
 
     def rules_of(self, chain: str) -> list[str]:
         return [r for r in self.rules if r.split(None, 2)[1] == chain]
@@ -94,10 +93,18 @@ def ipt_owner(saved: SavedNat, chain: str) -> tuple[str, str] | None:
     for rule in saved.rules_of(chain):
         tokens = iptables.split_rule(rule)
         if "--comment" in tokens:
-            match = _IPT_COMMENT_RE.match(tokens[tokens.index("--comment") + 1])
-            if match and chain_name(match[1], match[2]) == chain:
-                return match[1], match[2]
+            owner = _comment_owner(tokens[tokens.index("--comment") + 1])
+            if owner and chain_name(*owner) == chain:
+                return owner
     return None
+
+
+def _comment_owner(comment: str) -> tuple[str, str] | None:
+    """(network, container ID) from `name: "<net>" id: "<cid>"` (names and IDs carry no quotes)."""
+    head, sep, tail = comment.rpartition('" id: "')
+    if not (sep and head.startswith('name: "') and tail.endswith('"')):
+        return None
+    return head[len('name: "'):], tail[:-1]
 
 
 def ipt_stale_chains(saved: SavedNat, *, network: str, valid_ids: set[str]) -> list[str]:

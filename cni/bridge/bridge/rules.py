@@ -97,7 +97,9 @@ def masq_missing(ips: Sequence[IPInterface], *, conf: BridgeConf, container_id: 
     saves = None if conf.ip_masq_backend == "nftables" else _saves(sorted(by_family(ips)))
     for fam, group in by_family(ips).items():
         chain_rules, jumps = masq.ipt_rules(group, network=conf.name, container_id=container_id)
-        present = {tuple(iptables.split_rule(r)) for r in (saves or {}).get(fam, "").splitlines()}
+        chain = f"-A {masq.chain_name(conf.name, container_id)} "
+        present = {tuple(iptables.split_rule(r)) for r in (saves or {}).get(fam, "").splitlines()
+                   if r.startswith(("-A POSTROUTING ", chain))}
         ipt_missing += [r for r in chain_rules + jumps if tuple(iptables.split_rule(r)) not in present]
     if saves is not None and not ipt_missing:
         return []
