@@ -1,31 +1,33 @@
-"""A typed, thin facade over pyroute2's IPRoute: the only module that imports pyroute2.
+"""A typed, thin facade over rtnetlink (common.rtnl): the only module that talks netlink.
 
 A `Handle` is one rtnetlink socket bound to one network namespace (the namespace is fixed when the socket is
-opened, as in netavark's `open_netlink_sockets`). Open the container's with `open_in(path)`: the namespace is
-opened by path through common.netns and never created (pyroute2's own `netns=` argument would create it).
+created, as in netavark's `open_netlink_sockets`). Open the container's with `open_in(path)`: the namespace is
+opened by path through common.netns and never created; the socket is created while inside it.
 Kernel errors become `LinkError` carrying the errno, so callers can tolerate EEXIST/ENODEV explicitly.
 """
 from __future__ import annotations
 
 import contextlib
 import errno as errnos
-import importlib.util
 import ipaddress
-import socket
-import sys
 import time
-import types
-from dataclasses import dataclass
-from typing import Any, Iterator
 
-from . import netns
+TYPE_CHECKING = False   # `typing` costs a few ms per plugin start; annotations are strings
+if TYPE_CHECKING:
+    from typing import Iterator
+
+from . import netns, rtnl
 from .config import IPAddress, IPInterface, IPNetwork
 from .errors import CniError, Code
+from .record import record
+from .rtnl import IFADDRMSG, IFINFOMSG, RTMSG
 
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
 BRIDGE_VLAN_INFO_PVID = 0x2
 BRIDGE_VLAN_INFO_UNTAGGED = 0x4
+OPERSTATES = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP")   # IF_OPER_*
+NEW = rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL    # create, EEXIST when it exists already
 
 
 class LinkError(CniError):
@@ -36,29 +38,7 @@ class LinkError(CniError):
         self.errno = errno
 
 
-def _load_iproute() -> tuple[Any, type[Exception]]:
-    """pyroute2's IPRoute class and NetlinkError, without running the package's __init__.
-
-    `import pyroute2` imports every protocol pyroute2 supports (NDB, IPDB, conntrack, wireguard, nl80211...):
-    ~55 ms of the ~170 ms it costs to reach IPRoute. Registering a bare package module whose __path__ points at
-    the installed package lets Python import just the submodules IPRoute needs. If pyroute2 was already
-    imported normally, that module is reused.
-    """
-    if "pyroute2" not in sys.modules:
-        spec = importlib.util.find_spec("pyroute2")
-        if spec is None or spec.submodule_search_locations is None:
-            raise CniError(Code.INTERNAL, "pyroute2 is not installed (needed for netlink)")
-        package = types.ModuleType("pyroute2")
-        package.__path__ = list(spec.submodule_search_locations)
-        package.__spec__ = spec
-        package.__file__ = spec.origin
-        sys.modules["pyroute2"] = package
-    from pyroute2.iproute.linux import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-    return IPRoute, NetlinkError
-
-
-@dataclass(frozen=True)
+@record(frozen=True)
 class Link:
     index: int
     name: str
@@ -75,7 +55,7 @@ class Link:
         return bool(self.flags & IFF_PROMISC)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RouteSpec:
     dst: IPNetwork
     gateway: IPAddress | None = None
@@ -84,7 +64,7 @@ class RouteSpec:
     scope: int | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RouteEntry:
     dst: IPNetwork
     gateway: IPAddress | None
@@ -102,13 +82,20 @@ def open_in(path: str) -> "Handle":
         return Handle()
 
 
+def _family(version: int) -> int:
+    return rtnl.AF_INET if version == 4 else rtnl.AF_INET6
+
+
+def _mac(text: str) -> bytes:
+    return bytes.fromhex(text.replace(":", "").replace("-", ""))
+
+
 class Handle:
     def __init__(self) -> None:
-        iproute, self._netlink_error = _load_iproute()
-        self._ipr = iproute()
+        self._nl = rtnl.Socket()
 
     def close(self) -> None:
-        self._ipr.close()
+        self._nl.close()
 
     def __enter__(self) -> "Handle":
         return self
@@ -120,21 +107,28 @@ class Handle:
     def _errors(self, what: str) -> Iterator[None]:
         try:
             yield
-        except self._netlink_error as exc:  # type: ignore[misc]
-            code = int(exc.code)
-            raise LinkError(code, f"{what}: {errnos.errorcode.get(code, code)} ({exc.args[-1]})") from None
+        except rtnl.NetlinkError as exc:
+            code = exc.errno
+            raise LinkError(code, f"{what}: {errnos.errorcode.get(code, code)} ({exc.strerror})") from None
+
+    def _link_request(self, what: str, body: bytes, flags: int = 0) -> None:
+        with self._errors(what):
+            self._nl.request(rtnl.RTM_NEWLINK, body, flags)
 
     # --- links --------------------------------------------------------------------------------------
 
     def link(self, name: str) -> Link | None:
-        with self._errors(f"looking up link {name!r}"):
-            indexes = self._ipr.link_lookup(ifname=name)
-        return self.link_by_index(indexes[0]) if indexes else None
+        """The link called `name`, None if there is none (any refusal of the lookup counts as none)."""
+        try:
+            msgs = self._nl.request(rtnl.RTM_GETLINK, rtnl.ifinfomsg() + rtnl.attr_str(rtnl.IFLA_IFNAME, name))
+        except rtnl.NetlinkError:
+            return None
+        return _link(msgs[0]) if msgs else None
 
     def link_by_index(self, index: int) -> Link | None:
         try:
             with self._errors(f"reading link {index}"):
-                msgs = self._ipr.get_links(index)
+                msgs = self._nl.request(rtnl.RTM_GETLINK, rtnl.ifinfomsg(index))
         except LinkError as exc:
             if exc.errno == errnos.ENODEV:
                 return None
@@ -143,62 +137,78 @@ class Handle:
 
     def add_bridge(self, name: str, *, mtu: int, vlan_filtering: bool) -> None:
         """Create a bridge; LinkError(EEXIST) when a link of that name exists already."""
-        attrs: dict[str, Any] = {"ifname": name, "kind": "bridge"}
-        if mtu:
-            attrs["mtu"] = mtu
+        info = [rtnl.attr_str(rtnl.IFLA_INFO_KIND, "bridge")]
         if vlan_filtering:
-            attrs["br_vlan_filtering"] = 1
-        with self._errors(f"creating bridge {name!r}"):
-            self._ipr.link("add", **attrs)
+            info.append(rtnl.nest(rtnl.IFLA_INFO_DATA, rtnl.attr_u8(rtnl.IFLA_BR_VLAN_FILTERING, 1)))
+        body = [rtnl.ifinfomsg(), rtnl.attr_str(rtnl.IFLA_IFNAME, name)]
+        if mtu:
+            body.append(rtnl.attr_u32(rtnl.IFLA_MTU, mtu))
+        body.append(rtnl.nest(rtnl.IFLA_LINKINFO, *info))
+        self._link_request(f"creating bridge {name!r}", b"".join(body), NEW)
 
     def add_veth(self, name: str, *, peer: str, peer_netns_fd: int, mtu: int, peer_mac: str) -> None:
         """A veth pair: `name` here, `peer` created directly inside the namespace of `peer_netns_fd`."""
-        peer_attrs: dict[str, Any] = {"ifname": peer, "net_ns_fd": peer_netns_fd}
-        attrs: dict[str, Any] = {"ifname": name, "kind": "veth"}
+        peer_attrs = [rtnl.ifinfomsg(), rtnl.attr_str(rtnl.IFLA_IFNAME, peer),
+                      rtnl.attr_u32(rtnl.IFLA_NET_NS_FD, peer_netns_fd)]
+        body = [rtnl.ifinfomsg(), rtnl.attr_str(rtnl.IFLA_IFNAME, name)]
         if mtu:
-            attrs["mtu"] = peer_attrs["mtu"] = mtu
+            body.append(rtnl.attr_u32(rtnl.IFLA_MTU, mtu))
+            peer_attrs.append(rtnl.attr_u32(rtnl.IFLA_MTU, mtu))
         if peer_mac:
-            peer_attrs["address"] = peer_mac
-        with self._errors(f"creating veth pair {name!r}/{peer!r}"):
-            self._ipr.link("add", peer=peer_attrs, **attrs)
+            peer_attrs.append(rtnl.attr(rtnl.IFLA_ADDRESS, _mac(peer_mac)))
+        info_data = rtnl.nest(rtnl.IFLA_INFO_DATA, rtnl.nest(rtnl.VETH_INFO_PEER, *peer_attrs))
+        body.append(rtnl.nest(rtnl.IFLA_LINKINFO, rtnl.attr_str(rtnl.IFLA_INFO_KIND, "veth"), info_data))
+        self._link_request(f"creating veth pair {name!r}/{peer!r}", b"".join(body), NEW)
 
     def set_up(self, index: int) -> None:
-        with self._errors(f"setting link {index} up"):
-            self._ipr.link("set", index=index, state="up")
+        self._link_request(f"setting link {index} up", rtnl.ifinfomsg(index, flags=IFF_UP, change=IFF_UP))
 
     def set_promisc(self, index: int) -> None:
-        with self._errors(f"setting link {index} promiscuous"):
-            self._ipr.link("set", index=index, flags=IFF_PROMISC, change=IFF_PROMISC)
+        self._link_request(f"setting link {index} promiscuous",
+                           rtnl.ifinfomsg(index, flags=IFF_PROMISC, change=IFF_PROMISC))
 
     def set_mac(self, index: int, mac: str) -> None:
-        with self._errors(f"setting MAC {mac} on link {index}"):
-            self._ipr.link("set", index=index, address=mac)
+        self._link_request(f"setting MAC {mac} on link {index}",
+                           rtnl.ifinfomsg(index) + rtnl.attr(rtnl.IFLA_ADDRESS, _mac(mac)))
 
     def set_master(self, index: int, master: int) -> None:
-        with self._errors(f"attaching link {index} to bridge {master}"):
-            self._ipr.link("set", index=index, master=master)
+        self._link_request(f"attaching link {index} to bridge {master}",
+                           rtnl.ifinfomsg(index) + rtnl.attr_u32(rtnl.IFLA_MASTER, master))
 
     def set_bridge_port(self, index: int, *, hairpin: bool, isolated: bool) -> None:
-        """IFLA_BRPORT_MODE (hairpin) and IFLA_BRPORT_ISOLATED of a bridge port."""
+        """IFLA_BRPORT_MODE (hairpin) and IFLA_BRPORT_ISOLATED of a bridge port (AF_BRIDGE IFLA_PROTINFO)."""
+        protinfo = rtnl.nest(rtnl.IFLA_PROTINFO, rtnl.attr_u8(rtnl.IFLA_BRPORT_MODE, int(hairpin)),
+                             rtnl.attr_u8(rtnl.IFLA_BRPORT_ISOLATED, int(isolated)), flags=rtnl.NLA_F_NESTED)
         with self._errors(f"setting bridge port options of link {index}"):
-            self._ipr.link("set", index=index, kind="bridge_slave", mode=int(hairpin), isolated=int(isolated))
+            self._nl.request(rtnl.RTM_SETLINK, rtnl.ifinfomsg(index, family=rtnl.AF_BRIDGE) + protinfo)
 
     def vlans(self, index: int) -> list[int]:
-        """The VLAN ids configured on a bridge port."""
+        """The VLAN ids configured on a bridge port (AF_BRIDGE dump with RTEXT_FILTER_BRVLAN)."""
+        body = rtnl.ifinfomsg(family=rtnl.AF_BRIDGE) + rtnl.attr_u32(rtnl.IFLA_EXT_MASK, rtnl.RTEXT_FILTER_BRVLAN)
         with self._errors(f"listing VLANs of link {index}"):
-            msgs = self._ipr.get_links(index, family=socket.AF_BRIDGE, ext_mask=2)
-        infos = [a for m in msgs for a in m.get_attrs("IFLA_AF_SPEC")]
-        return [v["vid"] for spec in infos for v in spec.get_attrs("IFLA_BRIDGE_VLAN_INFO")]
+            msgs = self._nl.dump(rtnl.RTM_GETLINK, body)
+        vids = []
+        for msg in msgs:
+            if msg.header(IFINFOMSG)[2] != index:
+                continue
+            for kind, spec in msg.all_attrs(IFINFOMSG):
+                if kind == rtnl.IFLA_AF_SPEC:
+                    vids += [rtnl.BRIDGE_VLAN_INFO.unpack_from(info)[1] for sub, info in rtnl.iter_attrs(spec)
+                             if sub == rtnl.IFLA_BRIDGE_VLAN_INFO]
+        return vids
 
     def vlan(self, command: str, index: int, vid: int, *, pvid_untagged: bool = False) -> None:
         """command "add"/"del"; pvid_untagged makes it the port's access (native) VLAN."""
         flags = BRIDGE_VLAN_INFO_PVID | BRIDGE_VLAN_INFO_UNTAGGED if pvid_untagged else 0
+        spec = rtnl.nest(rtnl.IFLA_AF_SPEC,
+                         rtnl.attr(rtnl.IFLA_BRIDGE_VLAN_INFO, rtnl.BRIDGE_VLAN_INFO.pack(flags, vid)))
+        kind = rtnl.RTM_SETLINK if command == "add" else rtnl.RTM_DELLINK
         with self._errors(f"{command} VLAN {vid} on link {index}"):
-            self._ipr.vlan_filter(command, index=index, vlan_info={"vid": vid, "flags": flags})
+            self._nl.request(kind, rtnl.ifinfomsg(index, family=rtnl.AF_BRIDGE) + spec)
 
     def delete_link(self, index: int) -> None:
         with self._errors(f"deleting link {index}"):
-            self._ipr.link("del", index=index)
+            self._nl.request(rtnl.RTM_DELLINK, rtnl.ifinfomsg(index))
 
     def wait_oper_up(self, index: int, *, timeout: float) -> str:
         """Poll until the link's operstate is UP or the deadline passes; returns the last state seen."""
@@ -216,52 +226,79 @@ class Handle:
 
     def addresses(self, index: int, family: int = 0) -> list[tuple[IPInterface, int]]:
         """(address/prefix, scope) of every address on the link; family 4, 6 or 0 for both."""
-        kwargs: dict[str, Any] = {"index": index}
-        if family:
-            kwargs["family"] = socket.AF_INET if family == 4 else socket.AF_INET6
         with self._errors(f"listing addresses of link {index}"):
-            msgs = self._ipr.get_addr(**kwargs)
-        return [(ipaddress.ip_interface(f"{m.get('address')}/{m['prefixlen']}"), int(m["scope"])) for m in msgs]
+            msgs = self._nl.dump(rtnl.RTM_GETADDR, rtnl.ifaddrmsg(_family(family) if family else rtnl.AF_UNSPEC))
+        out = []
+        for msg in msgs:
+            fam, prefixlen, _flags, scope, ifindex = msg.header(IFADDRMSG)
+            address = msg.attrs(IFADDRMSG).get(rtnl.IFA_ADDRESS)
+            if ifindex == index and address and fam in (rtnl.AF_INET, rtnl.AF_INET6):
+                out.append((ipaddress.ip_interface((address, prefixlen)), scope))
+        return out
 
     def add_address(self, index: int, address: IPInterface) -> None:
         with self._errors(f"adding address {address} to link {index}"):
-            self._ipr.addr("add", index=index, address=str(address.ip), prefixlen=address.network.prefixlen)
+            self._nl.request(rtnl.RTM_NEWADDR, _address_body(index, address), NEW)
 
     def delete_address(self, index: int, address: IPInterface) -> None:
         with self._errors(f"removing address {address} from link {index}"):
-            self._ipr.addr("del", index=index, address=str(address.ip), prefixlen=address.network.prefixlen)
+            self._nl.request(rtnl.RTM_DELADDR, _address_body(index, address))
 
     def add_route(self, index: int, route: RouteSpec) -> None:
-        attrs: dict[str, Any] = {
-            "dst": str(route.dst.network_address), "dst_len": route.dst.prefixlen, "oif": index,
-            "family": socket.AF_INET if route.dst.version == 4 else socket.AF_INET6,
-        }
-        if route.gateway is not None:
-            attrs["gateway"] = str(route.gateway)
-        for key in ("priority", "table", "scope"):
-            if getattr(route, key) is not None:
-                attrs[key] = getattr(route, key)
         with self._errors(f"adding route {route.dst} via {route.gateway or '-'} dev {index}"):
-            self._ipr.route("add", **attrs)
+            self._nl.request(rtnl.RTM_NEWROUTE, _route_body(index, route), NEW)
 
     def routes(self, family: int) -> list[RouteEntry]:
         """Routes of the main table (single-path: oif taken from RTA_OIF)."""
         with self._errors("listing routes"):
-            msgs = self._ipr.get_routes(family=socket.AF_INET if family == 4 else socket.AF_INET6, table=254)
+            msgs = self._nl.dump(rtnl.RTM_GETROUTE, rtnl.rtmsg(_family(family)))
         out = []
-        for m in msgs:
-            zero = "0.0.0.0" if family == 4 else "::"
-            dst = ipaddress.ip_network(f"{m.get('dst') or zero}/{m['dst_len']}", strict=False)
-            gw = m.get("gateway")
-            out.append(RouteEntry(dst, ipaddress.ip_address(gw) if gw else None, int(m.get("oif") or 0)))
+        for msg in msgs:
+            fam, dst_len, _src, _tos, table, *_rest = msg.header(RTMSG)
+            attrs = msg.attrs(RTMSG)
+            if fam != _family(family) or rtnl.get_u32(attrs, rtnl.RTA_TABLE, table) != rtnl.RT_TABLE_MAIN:
+                continue
+            zero = bytes(4 if family == 4 else 16)
+            dst = ipaddress.ip_network((attrs.get(rtnl.RTA_DST, zero), dst_len), strict=False)
+            gateway = attrs.get(rtnl.RTA_GATEWAY)
+            out.append(RouteEntry(dst, ipaddress.ip_address(gateway) if gateway else None,
+                                  rtnl.get_u32(attrs, rtnl.RTA_OIF)))
         return out
 
 
-def _link(msg: Any) -> Link:
-    info = msg.get_attr("IFLA_LINKINFO")
-    kind = (info.get_attr("IFLA_INFO_KIND") if info is not None else None) or ""
+def _address_body(index: int, address: IPInterface) -> bytes:
+    packed = address.ip.packed
+    return (rtnl.ifaddrmsg(_family(address.version), prefixlen=address.network.prefixlen, index=index)
+            + rtnl.attr(rtnl.IFA_LOCAL, packed) + rtnl.attr(rtnl.IFA_ADDRESS, packed))
+
+
+def _route_body(index: int, route: RouteSpec) -> bytes:
+    """As pyroute2 sent it: unicast, proto static, scope universe unless given, main table unless given
+    (RTA_TABLE carries any table; the header byte only holds those below 256)."""
+    table = rtnl.RT_TABLE_MAIN if route.table is None else route.table
+    header = rtnl.rtmsg(_family(route.dst.version), dst_len=route.dst.prefixlen,
+                        table=table if table < 256 else rtnl.RT_TABLE_UNSPEC, protocol=rtnl.RTPROT_STATIC,
+                        scope=route.scope or rtnl.RT_SCOPE_UNIVERSE, kind=rtnl.RTN_UNICAST)
+    attrs = [rtnl.attr(rtnl.RTA_DST, route.dst.network_address.packed)] if route.dst.prefixlen else []
+    attrs.append(rtnl.attr_u32(rtnl.RTA_OIF, index))
+    if route.gateway is not None:
+        attrs.append(rtnl.attr(rtnl.RTA_GATEWAY, route.gateway.packed))
+    if route.priority is not None:
+        attrs.append(rtnl.attr_u32(rtnl.RTA_PRIORITY, route.priority))
+    if route.table is not None:
+        attrs.append(rtnl.attr_u32(rtnl.RTA_TABLE, route.table))
+    return header + b"".join(attrs)
+
+
+def _link(msg: rtnl.Message) -> Link:
+    _family_, _type, index, flags, _change = msg.header(IFINFOMSG)
+    attrs = msg.attrs(IFINFOMSG)
+    info = rtnl.parse_attrs(attrs.get(rtnl.IFLA_LINKINFO, b""))
+    mac = attrs.get(rtnl.IFLA_ADDRESS)
+    operstate = rtnl.get_u8(attrs, rtnl.IFLA_OPERSTATE)
     return Link(
-        index=int(msg["index"]), name=msg.get("ifname") or "", kind=kind, mac=msg.get("address") or "",
-        mtu=int(msg.get("mtu") or 0), master=int(msg.get("master") or 0), peer=int(msg.get("link") or 0),
-        operstate=msg.get("operstate") or "", flags=int(msg["flags"]),
+        index=index, name=rtnl.get_str(attrs, rtnl.IFLA_IFNAME), kind=rtnl.get_str(info, rtnl.IFLA_INFO_KIND),
+        mac=mac.hex(":") if mac else "", mtu=rtnl.get_u32(attrs, rtnl.IFLA_MTU),
+        master=rtnl.get_u32(attrs, rtnl.IFLA_MASTER), peer=rtnl.get_u32(attrs, rtnl.IFLA_LINK),
+        operstate=OPERSTATES[operstate] if operstate < len(OPERSTATES) else "", flags=flags,
     )
