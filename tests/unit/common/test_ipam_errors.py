@@ -113,3 +113,29 @@ def test_error_collector_silent_when_all_good():
     with errors.step("ok"):
         pass
     errors.raise_if_any()
+
+
+def test_run_passes_input_and_collects_output_and_status():
+    done = run(["sh", "-c", "cat; echo err >&2; exit 3"], input=b"x" * 300000)
+    assert (done.status, len(done.stdout), done.stderr) == (3, 300000, b"err\n")
+
+
+def test_run_uses_the_given_environment():
+    assert run(["sh", "-c", "echo $ONLY"], env={"ONLY": "me", "PATH": "/usr/bin:/bin"}).stdout == b"me\n"
+
+
+def test_run_searches_a_default_path_only_when_path_is_unset():
+    assert run(["true"], env={}).status == 0
+    with pytest.raises(CniError) as info:
+        run(["iptables-restore"], env={"PATH": "/nonexistent"}, needed_by="ipMasq")
+    assert info.value.msg == "program 'iptables-restore' not found (needed by ipMasq)"
+
+
+def test_run_times_out_with_try_again():
+    with pytest.raises(CniError) as info:
+        run(["sleep", "5"], timeout=0.2)
+    assert info.value.code == 11 and "did not finish within 0.2 s" in info.value.msg
+
+
+def test_run_reports_a_signal_as_negative_status():
+    assert run(["sh", "-c", "kill -9 $$"]).status == -9
