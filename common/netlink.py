@@ -277,7 +277,7 @@ def _route_body(index: int, route: RouteSpec) -> bytes:
     (RTA_TABLE carries any table; the header byte only holds those below 256)."""
     table = rtnl.RT_TABLE_MAIN if route.table is None else route.table
     header = rtnl.rtmsg(_family(route.dst.version), dst_len=route.dst.prefixlen,
-                        table=table if table < 256 else rtnl.RT_TABLE_UNSPEC, protocol=rtnl.RTPROT_STATIC,
+                        table=table if table < 256 else rtnl.RT_TABLE_UNSPEC, protocol=rtnl.RTPROT_BOOT,
                         scope=route.scope or rtnl.RT_SCOPE_UNIVERSE, kind=rtnl.RTN_UNICAST)
     attrs = [rtnl.attr(rtnl.RTA_DST, route.dst.network_address.packed)] if route.dst.prefixlen else []
     attrs.append(rtnl.attr_u32(rtnl.RTA_OIF, index))

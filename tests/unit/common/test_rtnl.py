@@ -63,8 +63,8 @@ def test_pack_message_header() -> None:
 
 def test_family_headers() -> None:
     assert rtnl.ifaddrmsg(rtnl.AF_INET6, prefixlen=64, index=3) == h("0a 40 00 00 03000000")
-    assert rtnl.rtmsg(rtnl.AF_INET, dst_len=16, protocol=rtnl.RTPROT_STATIC, kind=rtnl.RTN_UNICAST) == \
-        h("02 10 00 00 fe 04 00 01 00000000")
+    assert rtnl.rtmsg(rtnl.AF_INET, dst_len=16, protocol=rtnl.RTPROT_BOOT, kind=rtnl.RTN_UNICAST) == \
+        h("02 10 00 00 fe 03 00 01 00000000")
 
 
 def test_parse_messages_splits_a_datagram() -> None:
