@@ -322,11 +322,11 @@ def test_route_requests() -> None:
         handle.add_route(3, RouteSpec(dst=ipaddress.ip_network("fd01::/64"), table=100))
     assert info.value.errno == errno.EEXIST
     new = rtnl.NLM_F_REQUEST | rtnl.NLM_F_ACK | rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL
-    assert sent(kernel, 0) == (rtnl.RTM_NEWROUTE, new, h("02 10 00 00 fe 04 00 01 00000000")
+    assert sent(kernel, 0) == (rtnl.RTM_NEWROUTE, new, h("02 10 00 00 fe 03 00 01 00000000")
                                + h("0800 0100 0a090000  0800 0400 03000000"))
-    assert sent(kernel, 1)[2] == h("02 00 00 00 00 04 00 01 00000000") + h(
+    assert sent(kernel, 1)[2] == h("02 00 00 00 00 03 00 01 00000000") + h(
         "0800 0400 03000000  0800 0500 0a0100fe  0800 0600 05000000  0800 0f00 e8030000")
-    assert sent(kernel, 2)[2][:12] == h("0a 40 00 00 64 04 00 01 00000000")
+    assert sent(kernel, 2)[2][:12] == h("0a 40 00 00 64 03 00 01 00000000")
 
 
 def test_routes_keep_the_main_table_of_the_family() -> None:
