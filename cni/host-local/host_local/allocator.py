@@ -113,11 +113,20 @@ def _reserve(session: Session, range_set: RangeSet, index: int, request: IPAddre
         return _ip_config(request, range_set.range_for(request))  # type: ignore[arg-type]
     _refuse_duplicate(session, range_set, owner)
     last = _address(session.last_reserved(index) or "")
+    if last is None:
+        last = _highest_allocated(session, range_set)
     for addr, r in candidates(range_set, last):
         name = str(addr)
         if name not in session.owners and session.reserve(name, owner, index):
             return _ip_config(addr, r)
     raise CniError(Code.INTERNAL, f"no IP addresses available in range set {range_set}")
+
+
+def _highest_allocated(session: Session, range_set: RangeSet) -> IPAddress | None:
+    """Where to continue when `last_reserved_ip` is missing, empty or garbage: after the highest address in use
+    in the set. (The reference restarts at the range start and hands out the address freed last at once.)"""
+    used = [a for a in map(_address, session.owners) if a is not None and range_set.contains(a)]
+    return max(used) if used else None  # type: ignore[type-var]
 
 
 def _refuse_duplicate(session: Session, range_set: RangeSet, owner: str) -> None:

@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import ipaddress
 import os
+import sys
 import time
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
@@ -163,7 +164,7 @@ class DiskSession:
         for entry in entries:
             name = entry.name
             if name.startswith(TEMP_PREFIX):
-                self._unlink(name)      # we hold the lock, so its writer died
+                self._discard(name)     # we hold the lock, so its writer died
             elif known is not None and name in known.owners and known.listing.get(name) == entry.inode():
                 owners[name] = known.owners[name]
             elif is_ip_name(name):
@@ -198,6 +199,8 @@ class DiskSession:
             return None
         try:
             return os.read(fd, 64).decode(errors="replace").strip() or None
+        except OSError:         # a directory of that name, say: no usable hint
+            return None
         finally:
             os.close(fd)
 
@@ -208,6 +211,7 @@ class DiskSession:
             self.owners[ip] = ""    # a writer that does not lock made it (the reference always locks)
             return False
         self.owners[ip] = owner
+        # Only a hint for the next ADD: failing to write it (a directory of that name) must not fail this one.
         self._replace(f"{LAST_RESERVED_PREFIX}{index}", ip.encode())
         return True
 
@@ -257,11 +261,24 @@ class DiskSession:
         finally:
             self._unlink(temp)
 
-    def _replace(self, name: str, data: bytes) -> None:
+    def _replace(self, name: str, data: bytes) -> bool:
+        """Best effort: False (and a note on stderr) when `name` cannot be replaced."""
         temp = self._write_temp(data)
-        _os_call(f"writing {os.path.join(self.path, name)}", os.replace, temp, name,
-                 src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+        try:
+            os.replace(temp, name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+        except OSError as exc:
+            self._discard(temp)
+            sys.stderr.write(f"host-local: cannot write {os.path.join(self.path, name)}: {exc.strerror}\n")
+            return False
         self.listing[name] = self.listing.pop(temp)
+        return True
+
+    def _discard(self, name: str) -> None:
+        """Remove a leftover if possible; one that cannot be removed (a directory) is only ignored."""
+        try:
+            self._unlink(name)
+        except CniError:
+            pass
 
     def _unlink(self, name: str) -> None:
         try:
