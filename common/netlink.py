@@ -273,7 +273,7 @@ def _address_body(index: int, address: IPInterface) -> bytes:
 
 
 def _route_body(index: int, route: RouteSpec) -> bytes:
-    """As pyroute2 sent it: unicast, proto static, scope universe unless given, main table unless given
+    """As the Go plugins send it: unicast, proto boot, scope universe unless given, main table unless given
     (RTA_TABLE carries any table; the header byte only holds those below 256)."""
     table = rtnl.RT_TABLE_MAIN if route.table is None else route.table
     header = rtnl.rtmsg(_family(route.dst.version), dst_len=route.dst.prefixlen,

@@ -1,7 +1,8 @@
 """Entering network namespaces by path, without ever creating one.
 
-pyroute2's `IPRoute(netns=...)` creates a missing namespace by default; a DEL must never do that, so this module
-opens the path itself and reports a missing one as `NetnsGone`, which DEL treats as "already gone".
+Netlink libraries such as pyroute2 create a missing namespace by default (`IPRoute(netns=...)`); a DEL must
+never do that, so this module opens the path itself and reports a missing one as `NetnsGone`, which DEL treats
+as "already gone".
 """
 from __future__ import annotations
 

@@ -198,6 +198,6 @@ def main(plugin: Plugin) -> None:
         sys.stderr.write(outcome.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
-    # Speed: skip interpreter teardown (module and object destruction after pyroute2 costs 60-90 ms). Every file
+    # Speed: skip interpreter teardown (module and object destruction costs up to tens of ms). Every file
     # and lock is already closed or released by the handlers; the kernel drops the rest with the process.
     os._exit(outcome.status)
