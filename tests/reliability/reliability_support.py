@@ -150,3 +150,22 @@ def tree(root: Path) -> dict[str, str]:
             p = Path(dirpath) / name
             out[str(p.relative_to(root))] = "l" if p.is_symlink() else "d" if p.is_dir() else "f"
     return out
+
+
+def tool_dir(root: Path, *, drop: tuple[str, ...] = (), fakes: dict[str, str] | None = None) -> str:
+    """A PATH of one directory: symlinks to every program of the system PATH except `drop` (and except the
+    names in `fakes`, which become shell scripts with the given body)."""
+    root.mkdir(parents=True, exist_ok=True)
+    fakes = fakes or {}
+    for directory in SYSTEM_PATH.split(":"):
+        if not os.path.isdir(directory):
+            continue
+        for name in os.listdir(directory):
+            target = root / name
+            if name in drop or name in fakes or target.exists() or target.is_symlink():
+                continue
+            target.symlink_to(os.path.join(directory, name))
+    for name, body in fakes.items():
+        (root / name).write_text("#!/bin/sh\n" + body + "\n")
+        (root / name).chmod(0o755)
+    return str(root)

@@ -45,8 +45,11 @@ class Host:
 def locked(host: Host) -> Iterator[None]:
     """Exclusive flock serialising our read-modify-write of the shared chains (two ADDs that both read
     "jump missing" would otherwise both add it). Waits at most lock_timeout, then code 11."""
-    os.makedirs(os.path.dirname(host.lock_path), mode=0o755, exist_ok=True)
-    fd = os.open(host.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.makedirs(os.path.dirname(host.lock_path), mode=0o755, exist_ok=True)
+        fd = os.open(host.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise CniError(Code.IO_FAILURE, f"cannot open the lock {host.lock_path}: {exc.strerror}") from None
     try:
         _acquire(fd, host)
         yield
@@ -54,8 +57,18 @@ def locked(host: Host) -> Iterator[None]:
         os.close(fd)   # closing releases the lock
 
 
+def lock_timeout(host: Host) -> float:
+    """host.lock_timeout, or PYCNI_LOCK_TIMEOUT seconds (as host-local) when set to a number >= 0."""
+    try:
+        value = float(os.environ.get("PYCNI_LOCK_TIMEOUT", ""))
+    except ValueError:
+        return host.lock_timeout
+    return value if value >= 0 else host.lock_timeout
+
+
 def _acquire(fd: int, host: Host) -> None:
-    deadline = time.monotonic() + host.lock_timeout
+    timeout = lock_timeout(host)
+    deadline = time.monotonic() + timeout
     pause = 0.001
     while True:
         try:
@@ -65,7 +78,7 @@ def _acquire(fd: int, host: Host) -> None:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise CniError(Code.INTERNAL, f"cannot lock {host.lock_path}: {exc.strerror}") from None
         if time.monotonic() >= deadline:
-            raise TryAgainError(f"{host.lock_path} stayed locked for more than {host.lock_timeout:g} s")
+            raise TryAgainError(f"timed out after {timeout:g} s waiting for the portmap lock {host.lock_path}")
         time.sleep(pause)
         pause = min(pause * 2, 0.02)
 
