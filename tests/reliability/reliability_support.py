@@ -169,3 +169,12 @@ def tool_dir(root: Path, *, drop: tuple[str, ...] = (), fakes: dict[str, str] | 
         (root / name).write_text("#!/bin/sh\n" + body + "\n")
         (root / name).chmod(0o755)
     return str(root)
+
+
+def container_rules(netns_path: str, cid: str, network: str = NETWORK, state: str | None = None) -> list[str]:
+    """Firewall lines that belong to one container: naming its ID (comments) or its per-container chains
+    (portmap CNI-DN-/CNI-SN-, bridge ipMasq CNI-<hash>). Shared chains and their jumps are meant to stay."""
+    from common.firewall.names import chain_name
+    marks = [cid] + [chain_name(network, cid, prefix) for prefix in ("", "DN-", "SN-")]
+    text = firewall_state(netns_path) if state is None else state
+    return [line for line in text.splitlines() if any(m in line for m in marks)]

@@ -17,7 +17,7 @@ from common.firewall.names import chain_name
 from . import masq, spoofchk
 from .config import BridgeConf
 
-NEEDED_BY = "bridge ipMasq"
+NEEDED_BY = 'bridge (config keys "ipMasq", "ipMasqBackend")'
 
 
 def by_family(ips: Sequence[IPInterface]) -> dict[int, list[IPInterface]]:

@@ -15,7 +15,7 @@ from . import rules_iptables as rules
 from .config import PortmapConf
 from .host import Host
 
-NEEDED_BY = "portmap (iptables backend)"
+NEEDED_BY = 'portmap (config key "backend": iptables, the default when usable)'
 Cache = dict[int, SavedTable]
 
 
@@ -62,15 +62,17 @@ def gc(host: Host, network: str, valid: frozenset[str], cache: Cache) -> None:
 
 
 def _rewrite(host: Host, cache: Cache, build: Callable[[SavedTable], str]) -> None:
-    usable = 0
+    usable, failure = 0, ""
     for family in (4, 6):
-        saved = try_read(host, family, cache)
-        if saved is None:
+        try:
+            saved = read(host, family, cache)
+        except CniError as exc:
+            failure = failure or exc.msg
             continue
         usable += 1
         iptables.restore(build(saved), family, needed_by=NEEDED_BY, runner=host.run)
     if not usable:
-        raise CniError(Code.INTERNAL, "neither iptables nor ip6tables usable")
+        raise CniError(Code.INTERNAL, f"neither iptables nor ip6tables usable: {failure}")
 
 
 def check(host: Host, conf: PortmapConf, container_id: str, ips: list[IPInterface], cache: Cache) -> None:

@@ -15,7 +15,7 @@ from . import rules_nftables as rules
 from .config import PortmapConf
 from .host import Host
 
-NEEDED_BY = "portmap (nftables backend)"
+NEEDED_BY = 'portmap (config key "backend": nftables, or unset when iptables cannot be used)'
 
 
 def read(host: Host, family: int) -> list[dict[str, Any]] | None:
