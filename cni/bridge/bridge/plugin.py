@@ -178,9 +178,10 @@ def check(request: Request) -> None:
 def gc(request: Request) -> None:
     from . import rules
     conf = load(request)
+    valid = valid_attachments(request.conf.node.data)  # a config error (code 7) before anything is changed
     errors = ErrorCollector("GC")
     with errors.step("removing stale masquerade rules"):
-        rules.masq_gc(conf.name, valid_attachments(request.conf.node.data))
+        rules.masq_gc(conf.name, valid)
     if conf.layer3:
         with errors.step("IPAM GC"):
             _delegate_optional("GC", request)
@@ -193,6 +194,8 @@ def valid_attachments(data: dict[str, Any]) -> set[tuple[str, str]]:
     key = "cni.dev/valid-attachments"
     if raw is None:
         raw, key = data.get("cni.dev/attachments"), "cni.dev/attachments"
+    if raw is None:
+        raise ConfigError("missing required key cni.dev/valid-attachments (GC needs the list of valid attachments)")
     if not isinstance(raw, list):
         raise ConfigError(f"GC needs a list at {key}, got {describe(raw)}")
     pairs = set()

@@ -171,9 +171,12 @@ def container_ips(result: Result, ifname: str) -> tuple[IPInterface | None, IPIn
 
 
 def valid_container_ids(conf: NetConf) -> frozenset[str]:
-    """Container IDs of `cni.dev/valid-attachments` (or the legacy `cni.dev/attachments`)."""
+    """Container IDs of `cni.dev/valid-attachments` (or the legacy `cni.dev/attachments`). Neither key is an
+    error, as in bridge and host-local: read as "nothing is valid" it would remove every mapping."""
     node = conf.node
     key = "cni.dev/valid-attachments" if node.has("cni.dev/valid-attachments") else "cni.dev/attachments"
+    if not node.has(key):
+        raise ConfigError("missing required key cni.dev/valid-attachments (GC needs the list of valid attachments)")
     return frozenset(n.string("containerID", required=True) for n in node.objects(key))
 
 

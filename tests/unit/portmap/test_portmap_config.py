@@ -113,4 +113,6 @@ def test_valid_attachments_and_legacy_key() -> None:
         return config.valid_container_ids(base_netconf({"cniVersion": "1.1.0", "name": "n", **data}))
     assert ids({"cni.dev/valid-attachments": [{"containerID": "a", "ifname": "eth0"}]}) == {"a"}
     assert ids({"cni.dev/attachments": [{"containerID": "b", "ifname": "eth0"}]}) == {"b"}
-    assert ids({}) == frozenset()
+    assert ids({"cni.dev/valid-attachments": []}) == frozenset()
+    with pytest.raises(CniError, match="cni.dev/valid-attachments"):  # not "nothing is valid"
+        ids({})
