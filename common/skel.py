@@ -22,7 +22,7 @@ from .errors import CniError, Code
 from .types import Result
 
 COMMANDS = ("ADD", "DEL", "CHECK", "VERSION", "GC", "STATUS")
-MAX_STDIN = 16 << 20
+MAX_STDIN = 1 << 20   # 1 MiB: real configs with prevResult are a few KiB; a 4 MiB one is refused (issue 8)
 
 # Which variables each verb needs (as libcni's skel requires them), in the order they are reported.
 REQUIRED_ENV = {
