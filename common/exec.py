@@ -32,23 +32,61 @@ class Completed:
 def run(argv: Sequence[str], *, input: bytes = b"", env: Mapping[str, str] | None = None,
         timeout: float = 60.0, needed_by: str = "") -> Completed:
     """Run argv to completion. A missing program is a clear error naming it (and what needs it)."""
-    environ = os.environ if env is None else env
-    program = find_program(argv[0], environ.get("PATH", DEFAULT_PATH))
-    if program is None:
-        why = f" (needed by {needed_by})" if needed_by else ""
-        raise CniError(Code.INTERNAL, f"program {argv[0]!r} not found{why}")
-    stdin, stdout, stderr = _memfd("stdin", input), _memfd("stdout"), _memfd("stderr")
+    return _Child(argv, input, env, needed_by).collect(timeout)
+
+
+def run_all(commands: Sequence[Sequence[str]], *, env: Mapping[str, str] | None = None, timeout: float = 60.0,
+            needed_by: str = "") -> list[Completed]:
+    """Run independent commands at the same time (e.g. several `iptables -S CHAIN` reads): all are started
+    before the first is waited for, so they cost about as much as the slowest one."""
+    children: list[_Child] = []
     try:
-        actions = [(os.POSIX_SPAWN_DUP2, fd, target) for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2))]
-        try:
-            pid = os.posix_spawn(program, list(argv), dict(environ), file_actions=actions)
-        except OSError as exc:
-            raise CniError(Code.INTERNAL, f"cannot run {argv[0]!r}: {exc.strerror}") from None
-        status = _wait(pid, timeout, argv[0])
-        return Completed(status, _read_all(stdout), _read_all(stderr))
+        for argv in commands:
+            children.append(_Child(argv, b"", env, needed_by))
+        return [child.collect(timeout) for child in children]
     finally:
-        for fd in (stdin, stdout, stderr):
+        for child in children:
+            child.close()
+
+
+class _Child:
+    """One started program with its memfd stdio."""
+
+    def __init__(self, argv: Sequence[str], input: bytes, env: Mapping[str, str] | None, needed_by: str) -> None:
+        environ = os.environ if env is None else env
+        program = find_program(argv[0], environ.get("PATH", DEFAULT_PATH))
+        if program is None:
+            why = f" (needed by {needed_by})" if needed_by else ""
+            raise CniError(Code.INTERNAL, f"program {argv[0]!r} not found{why}")
+        self.name = argv[0]
+        self.fds = [_memfd("stdin", input), _memfd("stdout"), _memfd("stderr")]
+        self.pid = 0
+        try:
+            actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(self.fds)]
+            self.pid = os.posix_spawn(program, list(argv), dict(environ), file_actions=actions)
+        except OSError as exc:
+            self.close()
+            raise CniError(Code.INTERNAL, f"cannot run {argv[0]!r}: {exc.strerror}") from None
+
+    def collect(self, timeout: float) -> Completed:
+        """Wait for the exit (past `timeout`: code 11, and close() kills it) and read what it wrote."""
+        try:
+            if not _exits_within(self.pid, timeout):
+                raise CniError(Code.TRY_AGAIN_LATER, f"{self.name} did not finish within {timeout:g} s")
+            status = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+            self.pid = 0
+            return Completed(status, _read_all(self.fds[1]), _read_all(self.fds[2]))
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.pid:            # never collected (an earlier child failed): do not leave it running
+            os.kill(self.pid, 9)
+            os.waitpid(self.pid, 0)
+            self.pid = 0
+        for fd in self.fds:
             os.close(fd)
+        self.fds = []
 
 
 def check(argv: Sequence[str], **kwargs: object) -> Completed:
@@ -88,16 +126,11 @@ def _read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def _wait(pid: int, timeout: float, name: str) -> int:
-    """The child's exit status (negative: killed by that signal); past the timeout it is killed (code 11)."""
+def _exits_within(pid: int, timeout: float) -> bool:
     pidfd = os.pidfd_open(pid)
     try:
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
-        if not poller.poll(int(timeout * 1000)):
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            raise CniError(Code.TRY_AGAIN_LATER, f"{name} did not finish within {timeout:g} s")
+        return bool(poller.poll(int(timeout * 1000)))
     finally:
         os.close(pidfd)
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])

@@ -1,4 +1,5 @@
-"""iptables edge: one `iptables-save` read and one `iptables-restore --noflush` write per operation.
+"""iptables edge: one read (of the chains an operation needs, or of the whole table) and one
+`iptables-restore --noflush` write per operation.
 
 Under `--noflush`, a `:CHAIN - [0:0]` line creates the chain or flushes it if it exists, and the whole script is
 committed atomically (all or nothing), so a per-container chain is rewritten idempotently in one call.
@@ -6,10 +7,13 @@ The xtables lock is waited for at most LOCK_WAIT seconds; past that the caller g
 """
 from __future__ import annotations
 
-from ..record import record
-
 from .. import exec as execs
 from ..errors import CniError, Code, TryAgainError
+from ..record import record
+
+TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
+if TYPE_CHECKING:
+    from typing import Iterable, Sequence
 
 LOCK_WAIT = 10  # seconds; the reference waits forever (`--wait` without a timeout)
 _TOOLS = {4: ("iptables", "iptables-save", "iptables-restore"), 6: ("ip6tables", "ip6tables-save", "ip6tables-restore")}
@@ -21,6 +25,48 @@ def save(table: str, family: int, *, needed_by: str, runner: execs.Runner = exec
     if done.status != 0:
         raise _failure(_TOOLS[family][1], done, "")
     return done.stdout.decode(errors="replace")
+
+
+def save_chains(table: str, chains: Sequence[str], family: int, *, needed_by: str,
+                runner: execs.Runner = execs.run) -> str:
+    """An iptables-save style dump holding only `chains` (absent ones left out).
+
+    Speed: `iptables -S CHAIN` costs ~1 ms whatever the size of the table, while iptables-save reads all of it
+    (~45 ms with 5,000 kube-proxy rules). The reads run concurrently (exec.run_all)."""
+    commands = [[_TOOLS[family][0], "-w", str(LOCK_WAIT), "-t", table, "-S", chain] for chain in chains]
+    if runner is execs.run:
+        results: Iterable[execs.Completed] = execs.run_all(commands, needed_by=needed_by)
+    else:   # an injected runner goes one by one, stopping at the first failure
+        results = (runner(argv, needed_by=needed_by) for argv in commands)
+    lines = [f"*{table}"]
+    for chain, done in zip(chains, results):
+        if done.status != 0:
+            if _missing_chain(done):
+                continue
+            raise _failure(_TOOLS[family][0], done, "")
+        lines += _as_save_lines(done.stdout.decode(errors="replace"))
+    return "\n".join(lines + ["COMMIT", ""])
+
+
+def _missing_chain(done: execs.Completed) -> bool:
+    text = done.stderr.decode(errors="replace")
+    # legacy: "No chain/target/match by that name"; nf_tables: "chain `X' in table `nat' is incompatible"
+    return done.status == 1 and ("No chain/target/match" in text or "is incompatible" in text
+                                 or "does not exist" in text)
+
+
+def _as_save_lines(listing: str) -> list[str]:
+    """`iptables -S` output as iptables-save lines: `-N X` -> `:X - [0:0]`, `-P X ACCEPT` -> `:X ACCEPT [0:0]`."""
+    lines = []
+    for line in listing.splitlines():
+        if line.startswith("-N "):
+            lines.append(f":{line[3:].strip()} - [0:0]")
+        elif line.startswith("-P "):
+            name, policy = line[3:].split()[:2]
+            lines.append(f":{name} {policy} [0:0]")
+        elif line.startswith("-A "):
+            lines.append(line)
+    return lines
 
 
 def restore(script: str, family: int, *, needed_by: str, runner: execs.Runner = execs.run) -> None:

@@ -27,12 +27,17 @@ def by_family(ips: Sequence[IPInterface]) -> dict[int, list[IPInterface]]:
     return out
 
 
-def _saves(families: Sequence[int]) -> dict[int, str] | None:
-    """iptables-save -t nat per family, or None when iptables cannot be used (the backend probe)."""
-    try:
-        return {fam: iptables.save("nat", fam, needed_by=NEEDED_BY) for fam in families}
-    except CniError:
-        return None
+def _saves(families: Sequence[int], chains: list[str] | None) -> dict[int, str] | None:
+    """The nat table of each family where iptables can be used, limited to `chains` (None: all of it, for
+    GC); None when it cannot be used for any of them (the backend probe)."""
+    saves = {}
+    for fam in families:
+        try:
+            saves[fam] = (iptables.save("nat", fam, needed_by=NEEDED_BY) if chains is None else
+                          iptables.save_chains("nat", chains, fam, needed_by=NEEDED_BY))
+        except CniError:
+            continue
+    return saves or None
 
 
 # --- ipMasq ------------------------------------------------------------------------------------------------
@@ -41,7 +46,9 @@ def masq_setup(ips: Sequence[IPInterface], *, conf: BridgeConf, container_id: st
     """Install the rules with the configured backend (unset: iptables if usable, else nftables); returns the
     undo callback for a failed ADD."""
     groups = by_family(ips)
-    saved = None if conf.ip_masq_backend == "nftables" else _saves(sorted(groups))
+    saved = None if conf.ip_masq_backend == "nftables" else _saves(sorted(groups), ["POSTROUTING"])
+    if saved is not None and len(saved) < len(groups):
+        saved = None    # e.g. no usable ip6tables for a dual-stack container: one backend serves both families
     if saved is None and conf.ip_masq_backend == "iptables":
         raise ConfigError("ipMasqBackend is 'iptables' but iptables-save -t nat cannot be run")
     if saved is not None:
@@ -64,7 +71,7 @@ def masq_teardown(network: str, *, container_id: str, ifname: str, families: Seq
 
 def _ipt_teardown(network: str, container_id: str, families: Sequence[int]) -> None:
     chain = chain_name(network, container_id)
-    for fam, text in (_saves(families) or {}).items():
+    for fam, text in (_saves(families, ["POSTROUTING", chain]) or {}).items():
         iptables.restore(masq.ipt_teardown(masq.SavedNat.parse(text), [chain]), fam, needed_by=NEEDED_BY)
 
 
@@ -83,7 +90,7 @@ def _nft_teardown(network: str, ifname: str, container_id: str) -> None:
 def masq_gc(network: str, valid: set[tuple[str, str]]) -> None:
     """Remove the rules of `network` whose (container ID, ifname) is not valid, in both backends."""
     valid_ids = {cid for cid, _ in valid}
-    for fam, text in (_saves((4, 6)) or {}).items():
+    for fam, text in (_saves((4, 6), None) or {}).items():
         saved = masq.SavedNat.parse(text)
         stale = masq.ipt_stale_chains(saved, network=network, valid_ids=valid_ids)
         iptables.restore(masq.ipt_teardown(saved, stale), fam, needed_by=NEEDED_BY)
@@ -94,12 +101,12 @@ def masq_gc(network: str, valid: set[tuple[str, str]]) -> None:
 def masq_missing(ips: Sequence[IPInterface], *, conf: BridgeConf, container_id: str, ifname: str) -> list[str]:
     """CHECK: what is missing from the masquerade state, in words (empty when complete in either backend)."""
     ipt_missing: list[str] = []
-    saves = None if conf.ip_masq_backend == "nftables" else _saves(sorted(by_family(ips)))
+    read = ["POSTROUTING", masq.chain_name(conf.name, container_id)]
+    saves = None if conf.ip_masq_backend == "nftables" else _saves(sorted(by_family(ips)), read)
     for fam, group in by_family(ips).items():
         chain_rules, jumps = masq.ipt_rules(group, network=conf.name, container_id=container_id)
-        chain = f"-A {masq.chain_name(conf.name, container_id)} "
         present = {tuple(iptables.split_rule(r)) for r in (saves or {}).get(fam, "").splitlines()
-                   if r.startswith(("-A POSTROUTING ", chain))}
+                   if r.startswith("-A ")}
         ipt_missing += [r for r in chain_rules + jumps if tuple(iptables.split_rule(r)) not in present]
     if saves is not None and not ipt_missing:
         return []

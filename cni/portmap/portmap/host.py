@@ -16,16 +16,11 @@ TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotat
 if TYPE_CHECKING:
     from typing import Any, Callable, Iterator
 
+from common import exec as execs
 from common.errors import CniError, Code, TryAgainError
 
 LOCK_PATH = "/run/pycni/portmap.lock"
 LOCK_TIMEOUT = 10.0
-
-
-def _run(argv: Any, **kwargs: Any) -> Any:
-    """common.exec.run, imported only when a program really has to run (subprocess costs start-up time)."""
-    from common import exec as execs
-    return execs.run(argv, **kwargs)
 
 
 def _log(text: str) -> None:
@@ -34,7 +29,7 @@ def _log(text: str) -> None:
 
 @record(frozen=True)
 class Host:
-    run: Callable[..., Any] = _run
+    run: Callable[..., Any] = execs.run
     lock_path: str = LOCK_PATH
     lock_timeout: float = LOCK_TIMEOUT
     sysctl_root: str = "/proc/sys"

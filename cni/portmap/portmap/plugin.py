@@ -17,6 +17,7 @@ from .config import PortmapConf
 from .host import Host, enable_route_localnet, flush_udp_conntrack, locked
 
 if TYPE_CHECKING:
+    from typing import Callable
     from .backend_iptables import Cache
 
 
@@ -29,7 +30,7 @@ def add(req: Request, host: Host) -> Result:
     if conf.snat and ips[0].version == 4:
         enable_route_localnet(host, str(ips[0].ip))
     with locked(host):
-        backend, cache = _resolve(host, conf)
+        backend, cache = _resolve(host, conf, lambda: _chains("add_read_chains", conf, req.container_id))
         if backend == "iptables":
             from . import backend_iptables
             backend_iptables.add(host, conf, req.container_id, ips, cache)
@@ -48,7 +49,7 @@ def delete(req: Request, host: Host) -> None:
     except ConfigError:   # DEL is best-effort: remove whatever this container has, by name and ID
         conf = PortmapConf(name=req.conf.name)
     with locked(host):
-        backend, cache = _resolve(host, conf)
+        backend, cache = _resolve(host, conf, lambda: _chains("delete_read_chains", conf.name, req.container_id))
         if backend == "iptables":
             from . import backend_iptables
             backend_iptables.delete(host, conf.name, req.container_id, cache)
@@ -65,7 +66,7 @@ def check(req: Request, host: Host) -> None:
     ips = _container_ips(prev, req.ifname)
     if not conf.mappings or not ips:
         return None
-    backend, cache = _resolve(host, conf)
+    backend, cache = _resolve(host, conf, lambda: _chains("add_read_chains", conf, req.container_id))
     if backend == "iptables":
         from . import backend_iptables
         backend_iptables.check(host, conf, req.container_id, ips, cache)
@@ -79,7 +80,7 @@ def gc(req: Request, host: Host) -> None:
     conf = config.parse(req.conf)
     valid = config.valid_container_ids(req.conf)
     with locked(host):
-        backend, cache = _resolve(host, conf)
+        backend, cache = _resolve(host, conf, lambda: None)
         if backend == "iptables":
             from . import backend_iptables
             backend_iptables.gc(host, conf.name, valid, cache)
@@ -102,14 +103,21 @@ def _container_ips(prev: Result, ifname: str) -> list[IPInterface]:
     return [ip for ip in config.container_ips(prev, ifname) if ip is not None]
 
 
-def _resolve(host: Host, conf: PortmapConf) -> "tuple[str, Cache]":
-    """The configured backend, else iptables if its nat table can be read (that read is kept for reuse)."""
+def _resolve(host: Host, conf: PortmapConf, chains: Callable[[], list[str] | None]) -> "tuple[str, Cache]":
+    """The configured backend, else iptables if its nat table can be read (that read, of the chains the verb
+    needs, is kept for reuse)."""
     cache: Cache = {}
     if conf.backend is not None:
         return conf.backend, cache
     from . import backend_iptables
-    usable = backend_iptables.try_read(host, 4, cache) is not None
+    usable = backend_iptables.try_read(host, 4, cache, chains()) is not None
     return ("iptables" if usable else "nftables"), cache
+
+
+def _chains(which: str, *args: object) -> list[str]:
+    """rules_iptables.add_read_chains / delete_read_chains, imported only when iptables is probed."""
+    from . import rules_iptables
+    return getattr(rules_iptables, which)(*args)  # type: ignore[no-any-return]
 
 
 def _udp_ports(conf: PortmapConf) -> list[int]:

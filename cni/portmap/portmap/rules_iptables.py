@@ -146,6 +146,18 @@ def delete_script(saved: SavedTable, chains: list[str]) -> str:
     return "\n".join(["*nat", *lines, "COMMIT", ""]) if lines else ""
 
 
+def add_read_chains(conf: PortmapConf, container_id: str) -> list[str]:
+    """The chains ADD and CHECK look at (everything else in the nat table is none of our business)."""
+    return ["PREROUTING", "OUTPUT", "POSTROUTING", DNAT_CHAIN, SETMARK_CHAIN, MASQ_CHAIN,
+            dn_chain(conf.name, container_id)]
+
+
+def delete_read_chains(network: str, container_id: str) -> list[str]:
+    """The chains DEL looks at: where jumps to the container's chains live (CNI-HOSTPORT-SNAT and POSTROUTING
+    for the legacy CNI-SN chain), and the chains themselves."""
+    return [DNAT_CHAIN, "CNI-HOSTPORT-SNAT", "POSTROUTING", *container_chains(network, container_id)]
+
+
 def container_chains(network: str, container_id: str) -> list[str]:
     return [dn_chain(network, container_id), sn_chain(network, container_id)]
 

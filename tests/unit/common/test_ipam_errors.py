@@ -139,3 +139,18 @@ def test_run_times_out_with_try_again():
 
 def test_run_reports_a_signal_as_negative_status():
     assert run(["sh", "-c", "kill -9 $$"]).status == -9
+
+
+def test_run_all_runs_commands_concurrently_and_keeps_order():
+    import time
+    from common.exec import run_all
+    started = time.monotonic()
+    done = run_all([["sh", "-c", "sleep 0.3; echo a"], ["sh", "-c", "sleep 0.3; echo b"], ["false"]])
+    assert [d.stdout for d in done] == [b"a\n", b"b\n", b""] and done[2].status == 1
+    assert time.monotonic() - started < 0.55
+
+
+def test_run_all_with_a_missing_program_starts_nothing_left_running():
+    from common.exec import run_all
+    with pytest.raises(CniError):
+        run_all([["sleep", "5"], ["/nonexistent/tool"]])

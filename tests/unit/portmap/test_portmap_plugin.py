@@ -35,6 +35,12 @@ class FakeHost:
         self.calls.append((list(argv), input))
         if argv[0].endswith("tables-save"):
             return Completed(0 if self.iptables else 1, b"*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n", b"")
+        if "-S" in argv:          # `iptables -S CHAIN`: only the built-in chains exist on an empty host
+            if not self.iptables:
+                return Completed(3, b"", b"iptables v1.8.9 (nf_tables): can't initialize table nat")
+            if argv[-1] in ("PREROUTING", "OUTPUT", "POSTROUTING"):
+                return Completed(0, f"-P {argv[-1]} ACCEPT\n".encode(), b"")
+            return Completed(1, b"", f"iptables: chain `{argv[-1]}' in table `nat' is incompatible".encode())
         if argv[:3] == ["nft", "-j", "list"]:
             return Completed(1, b"", b"Error: No such file or directory")
         if argv[:2] == ["ip", "-o"]:
@@ -43,7 +49,11 @@ class FakeHost:
 
     @property
     def programs(self) -> list[str]:
-        return [" ".join(argv[:2]) for argv, _ in self.calls]
+        """Each call as "program first-argument", a chain read as "iptables -S CHAIN"."""
+        return [f"{argv[0]} -S {argv[-1]}" if "-S" in argv else " ".join(argv[:2]) for argv, _ in self.calls]
+
+    def reads(self, tool: str = "iptables") -> set[str]:
+        return {p.split()[-1] for p in self.programs if p.startswith(f"{tool} -S ")}
 
 
 def _call(fake: FakeHost, conf: dict[str, Any], command: str = "ADD") -> tuple[int, Any]:
@@ -56,14 +66,20 @@ MAPS = {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tc
                          {"hostPort": 5353, "containerPort": 53, "protocol": "udp"}]}
 
 
-def test_add_is_one_save_and_one_restore_and_returns_prev_result(tmp_path: Path) -> None:
+ADD_READS = {"PREROUTING", "OUTPUT", "POSTROUTING", "CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-SETMARK",
+             "CNI-HOSTPORT-MASQ", DN}
+
+
+def test_add_reads_only_its_chains_then_one_restore_and_returns_prev_result(tmp_path: Path) -> None:
     fake = FakeHost(tmp_path)
     status, out = _call(fake, {"prevResult": PREV, "runtimeConfig": MAPS})
     assert (status, out) == (0, {**PREV, "dns": {}})
-    assert fake.programs == ["ip -o", "iptables-save -t", "iptables-restore --noflush", "conntrack -D"]
-    script = fake.calls[2][1].decode()
+    reads = len(ADD_READS)
+    assert fake.programs[0] == "ip -o" and fake.reads() == ADD_READS
+    assert fake.programs[1 + reads:] == ["iptables-restore --noflush", "conntrack -D"]
+    script = fake.calls[1 + reads][1].decode()
     assert f":{DN} - [0:0]" in script and "-N CNI-HOSTPORT-DNAT" in script
-    assert fake.calls[3][0] == ["conntrack", "-D", "-f", "ipv4", "-p", "udp", "--orig-port-dst", "5353"]
+    assert fake.calls[-1][0] == ["conntrack", "-D", "-f", "ipv4", "-p", "udp", "--orig-port-dst", "5353"]
     assert fake.route_localnet.read_text() == "1"
 
 
@@ -94,7 +110,7 @@ def test_bad_input_runs_no_program(tmp_path: Path, mapping: dict[str, Any]) -> N
 def test_unusable_iptables_falls_back_to_one_nft_transaction(tmp_path: Path) -> None:
     fake = FakeHost(tmp_path, iptables=False)
     assert _call(fake, {"prevResult": PREV, "runtimeConfig": MAPS, "snat": False})[0] == 0
-    assert fake.programs == ["iptables-save -t", "nft -j", "nft -f", "conntrack -D"]
+    assert fake.programs == ["iptables -S PREROUTING", "nft -j", "nft -f", "conntrack -D"]  # the probe fails fast
     assert 'comment "abc123"' in fake.calls[2][1].decode()
 
 
@@ -102,14 +118,16 @@ def test_del_removes_both_families_and_flushes_udp_conntrack(tmp_path: Path) -> 
     fake = FakeHost(tmp_path)
     assert _call(fake, {"prevResult": PREV, "runtimeConfig": MAPS, "backend": "iptables"}, "DEL") == (0, None)
     # nothing of the container exists in the fake host: reads only, no restore
-    assert fake.programs == ["iptables-save -t", "ip6tables-save -t", "conntrack -D"]
+    assert fake.reads("iptables") == fake.reads("ip6tables") == {"CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-SNAT",
+                                                                 "POSTROUTING", DN, "CNI-SN-" + DN[7:]}
+    assert fake.programs[-1] == "conntrack -D" and not any("restore" in p for p in fake.programs)
 
 
 def test_check_reports_missing_rules(tmp_path: Path) -> None:
     fake = FakeHost(tmp_path)
     status, out = _call(fake, {"prevResult": PREV, "runtimeConfig": MAPS}, "CHECK")
     assert status == 1 and f"chain {DN} not found" in out["msg"]
-    assert fake.programs == ["iptables-save -t"]
+    assert fake.reads() == ADD_READS and len(fake.programs) == len(ADD_READS)
 
 
 def test_gc_with_nftables_reads_both_tables(tmp_path: Path) -> None:
