@@ -130,8 +130,11 @@ def expect_str(value: Any, path: str) -> str:
 # --- addresses (stdlib ipaddress: ~4 ms to import where netaddr costs ~40 ms per plugin start) -------------
 
 def ip(value: Any, path: str) -> IPAddress:
+    text = expect_str(value, path)
     try:
-        return ipaddress.ip_address(expect_str(value, path))
+        if "%" in text:     # ipaddress accepts IPv6 zones ("fe80::1%eth0"); Go's net.ParseIP does not
+            raise ValueError(text)
+        return ipaddress.ip_address(text)
     except ValueError:
         raise ConfigError(f"invalid IP address {describe(value)} at {path}") from None
 
@@ -142,6 +145,8 @@ def cidr(value: Any, path: str) -> IPInterface:
     if "/" not in text:
         raise ConfigError(f"invalid CIDR {describe(value)} at {path}: missing prefix length")
     try:
+        if "%" in text:
+            raise ValueError(text)
         return ipaddress.ip_interface(text)
     except ValueError:
         raise ConfigError(f"invalid CIDR {describe(value)} at {path}") from None

@@ -130,6 +130,9 @@ def _conditions(node: Node, key: str) -> tuple[str | None, tuple[str, ...]]:
 def _forbidden_iptables(token: str) -> bool:
     if any(c in token for c in "\n\r\0"):
         return True
+    words = token.split()
+    if len(words) > 1:      # "-s 10.0.0.1 -j ACCEPT" in one token: quoted, it could not jump; refuse it clearly
+        return any(_forbidden_iptables(word) for word in words)
     if token.startswith("--"):
         name = token.split("=", 1)[0]
         return len(name) > 2 and any(opt.startswith(name) for opt in _IPT_LONG)
