@@ -26,7 +26,7 @@ Method
   2. bridge + host-local only: ADD, DEL, ADD+DEL;
   3. the full chain with --nat-rules extra nat rules (one iptables-restore into BENCH-KUBE-SVC, jumped to from
      PREROUTING, like a kube-proxy node), removed afterwards;
-  4. --parallel ADDs at once, then as many DELs: wall time of each batch;
+  4. --parallel ADDs at once, then as many DELs: wall time of each batch and of both;
   5. host-local executed directly: --allocations ADDs into a /20, first 100 vs last 100 (growth ratio =
      mean(last 100) / mean(first 100));
   6. VERSION of each executable (pure start-up) with its peak RSS, and the peak RSS of each plugin during a real
@@ -474,7 +474,8 @@ class Bench:
 
     def row_parallel(self) -> list[Row]:
         n = self.args.parallel
-        rows = [Row(f"{n} parallel ADD, wall", "ms"), Row(f"{n} parallel DEL, wall", "ms")]
+        rows = [Row(f"{n} parallel ADD, wall", "ms"), Row(f"{n} parallel DEL, wall", "ms"),
+                Row(f"{n} parallel ADD + {n} parallel DEL, wall", "ms")]
         for r in range(self.args.parallel_rounds + 1):
             for side in self.sides:
                 if side.name in rows[0].errors:
@@ -486,7 +487,7 @@ class Bench:
                         row.fail(side.name, str(exc))
                     continue
                 if r > 0:
-                    for row, wall in zip(rows, walls):
+                    for row, wall in zip(rows, (*walls, sum(walls))):
                         row.add(side.name, wall)
         return rows
 
