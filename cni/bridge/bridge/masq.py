@@ -14,7 +14,6 @@ Teardown needs no IP: the iptables chain name and the nft comment prefix identif
 """
 from __future__ import annotations
 
-import hashlib
 from common.record import record
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
@@ -23,7 +22,7 @@ if TYPE_CHECKING:
 
 from common.config import IPInterface
 from common.firewall import iptables
-from common.firewall.names import chain_name, go_quote
+from common.firewall.names import chain_name, go_quote, sha512
 
 MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
 TABLE = "cni_plugins_masquerade"
@@ -120,7 +119,7 @@ def ipt_stale_chains(saved: SavedNat, *, network: str, valid_ids: set[str]) -> l
 # --- nftables ----------------------------------------------------------------------------------------------
 
 def _hash16(text: str) -> str:
-    return hashlib.sha512(text.encode()).hexdigest()[:16]
+    return sha512(text.encode()).hexdigest()[:16]
 
 
 def nft_network_prefix(network: str) -> str:
