@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import shutil
 import tempfile
 import types
 from pathlib import Path
@@ -141,7 +142,15 @@ class StandIn:
 
 def fuzz(n: int) -> settings:
     return settings(max_examples=n, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+
+
 DATA_DIR = tempfile.mkdtemp(prefix="pycni-fuzz-")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_data_dir() -> Any:
+    yield
+    shutil.rmtree(DATA_DIR, ignore_errors=True)
 
 
 @fuzz(1500)
