@@ -247,3 +247,26 @@ def base_netconf(data: dict[str, Any]) -> NetConf:
     version = node.string("cniVersion", "0.1.0") or "0.1.0"
     name = validate_name(data.get("name"))
     return NetConf(cni_version=version, name=name, type=node.string("type", "") or "", node=node)
+
+
+GC_KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")   # the second is the pre-1.1.0 name
+
+
+def valid_attachments(node: Node) -> frozenset[tuple[str, str]]:
+    """GC's (containerID, ifname) pairs: the union of both keys (libcni sends both). Neither key present is an
+    error: read as "nothing is valid", it would remove everything."""
+    if not any(node.has(key) for key in GC_KEYS):
+        raise ConfigError(f"missing required key {GC_KEYS[0]} (GC needs the list of valid attachments)")
+    valid: set[tuple[str, str]] = set()
+    for key in GC_KEYS:
+        for item in node.objects(key):
+            valid.add((_attachment_field(item, "containerID"), _attachment_field(item, "ifname")))
+    return frozenset(valid)
+
+
+def _attachment_field(item: Node, key: str) -> str:
+    value = item.string(key, required=True)
+    if not value:
+        raise ConfigError(f"empty value {describe(value)} at {item.at(key)}")
+    return str(value)
+

@@ -10,7 +10,7 @@ import contextlib
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 
-from common.config import describe
+from common.config import valid_attachments
 from common.errors import CniError, Code, ConfigError, ErrorCollector
 from common.skel import Plugin, Request
 from common.types import Interface, Result
@@ -39,7 +39,7 @@ def add(request: Request) -> Result:
 
 
 def _add(request: Request, conf: BridgeConf, *, host: Any, cont: Any, undo: contextlib.ExitStack) -> Result:
-    from . import container, links, plan, rules
+    from . import links, plan, rules
     bridge = links.ensure_bridge(host, conf)
     if cont.link(request.ifname) is not None:
         raise CniError(Code.INTERNAL, f"container veth name {request.ifname!r} already exists in "
@@ -178,7 +178,7 @@ def check(request: Request) -> None:
 def gc(request: Request) -> None:
     from . import rules
     conf = load(request)
-    valid = valid_attachments(request.conf.node.data)  # a config error (code 7) before anything is changed
+    valid = valid_attachments(request.conf.node)  # a config error (code 7) before anything is changed
     errors = ErrorCollector("GC")
     with errors.step("removing stale masquerade rules"):
         rules.masq_gc(conf.name, valid)
@@ -186,24 +186,6 @@ def gc(request: Request) -> None:
         with errors.step("IPAM GC"):
             _delegate_optional("GC", request)
     errors.raise_if_any()
-
-
-def valid_attachments(data: dict[str, Any]) -> set[tuple[str, str]]:
-    """(containerID, ifname) pairs of `cni.dev/valid-attachments` (or the legacy `cni.dev/attachments`)."""
-    raw = data.get("cni.dev/valid-attachments")
-    key = "cni.dev/valid-attachments"
-    if raw is None:
-        raw, key = data.get("cni.dev/attachments"), "cni.dev/attachments"
-    if raw is None:
-        raise ConfigError("missing required key cni.dev/valid-attachments (GC needs the list of valid attachments)")
-    if not isinstance(raw, list):
-        raise ConfigError(f"GC needs a list at {key}, got {describe(raw)}")
-    pairs = set()
-    for i, item in enumerate(raw):
-        if not isinstance(item, dict) or not isinstance(item.get("containerID"), str):
-            raise ConfigError(f"expected {{containerID, ifname}} at {key}[{i}], got {describe(item)}")
-        pairs.add((item["containerID"], str(item.get("ifname", ""))))
-    return pairs
 
 
 def status(request: Request) -> None:

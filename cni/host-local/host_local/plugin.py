@@ -6,10 +6,10 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
-    from typing import Any, Mapping
+    from typing import Mapping
 
-from common.config import Node, describe
-from common.errors import CniError, Code, ConfigError
+from common.config import valid_attachments
+from common.errors import CniError, Code
 from common.skel import Plugin, Request
 from common.types import DNS, Result
 
@@ -18,7 +18,6 @@ from .store import DiskStore
 
 KNOWN_CNI_ARGS = ("IP",)
 DEFAULT_LOCK_TIMEOUT = 30.0
-GC_KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")   # the second is the pre-1.1.0 name
 
 
 def load_config(request: Request) -> config.IpamConfig:
@@ -73,24 +72,6 @@ def gc(request: Request) -> None:
     valid = valid_attachments(request.conf.node)
     with open_store(conf, request.env).session() as session:
         allocator.collect_garbage(session, valid)
-
-
-def valid_attachments(node: Node) -> set[tuple[str, str]]:
-    """The union of both keys (libcni sends both); neither present is an error rather than "release all"."""
-    if not any(node.data.get(key) is not None for key in GC_KEYS):
-        raise ConfigError(f"missing required key {GC_KEYS[0]} (GC needs the list of valid attachments)")
-    valid: set[tuple[str, str]] = set()
-    for key in GC_KEYS:
-        for item in node.objects(key):
-            valid.add((_attachment_field(item, "containerID"), _attachment_field(item, "ifname")))
-    return valid
-
-
-def _attachment_field(item: Node, key: str) -> str:
-    value: Any = item.string(key, required=True)
-    if not value:
-        raise ConfigError(f"empty value {describe(value)} at {item.at(key)}")
-    return str(value)
 
 
 def status(request: Request) -> None:

@@ -10,7 +10,7 @@ TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotat
 if TYPE_CHECKING:
     from typing import Any
 
-from common.config import IPAddress, IPInterface, NetConf, Node, describe, ip
+from common.config import IPAddress, IPInterface, NetConf, Node, describe, ip, valid_attachments
 from common.errors import ConfigError
 from common.types import Result
 
@@ -174,13 +174,8 @@ def container_ips(result: Result, ifname: str) -> tuple[IPInterface | None, IPIn
 
 
 def valid_container_ids(conf: NetConf) -> frozenset[str]:
-    """Container IDs of `cni.dev/valid-attachments` (or the legacy `cni.dev/attachments`). Neither key is an
-    error, as in bridge and host-local: read as "nothing is valid" it would remove every mapping."""
-    node = conf.node
-    key = "cni.dev/valid-attachments" if node.has("cni.dev/valid-attachments") else "cni.dev/attachments"
-    if not node.has(key):
-        raise ConfigError("missing required key cni.dev/valid-attachments (GC needs the list of valid attachments)")
-    return frozenset(n.string("containerID", required=True) for n in node.objects(key))
+    """Container IDs of GC's valid attachments (portmap's rules carry no interface name)."""
+    return frozenset(cid for cid, _ in valid_attachments(conf.node))
 
 
 def has_mappings(conf: NetConf) -> bool:

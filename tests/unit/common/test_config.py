@@ -79,3 +79,23 @@ def test_cni_args_malformed_pairs(text):
 
 def test_config_error_is_code_7():
     assert ConfigError("x").code == 7
+
+
+def test_valid_attachments_union_of_both_keys():
+    from common.config import valid_attachments
+    node = Node({"cni.dev/valid-attachments": [{"containerID": "a", "ifname": "eth0"}],
+                 "cni.dev/attachments": [{"containerID": "b", "ifname": "net1"}]})
+    assert valid_attachments(node) == {("a", "eth0"), ("b", "net1")}
+    assert valid_attachments(Node({"cni.dev/attachments": []})) == frozenset()
+
+
+@pytest.mark.parametrize("data, text", [
+    ({}, "missing required key cni.dev/valid-attachments"),
+    ({"cni.dev/valid-attachments": {}}, "expected list at cni.dev/valid-attachments"),
+    ({"cni.dev/valid-attachments": [{"ifname": "eth0"}]}, "missing required key cni.dev/valid-attachments[0].containerID"),
+    ({"cni.dev/valid-attachments": [{"containerID": "a", "ifname": ""}]},
+     "empty value '' at cni.dev/valid-attachments[0].ifname"),
+])
+def test_valid_attachments_errors(data, text):
+    from common.config import valid_attachments
+    assert msg(valid_attachments, Node(data)).startswith(text)
