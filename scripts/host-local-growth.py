@@ -1,6 +1,6 @@
 """Cost per ADD as allocations accumulate (issue 3: the 2,000th must cost <= 1.2x the first).
 
-    python cni/host-local/tools/bench.py [--count 2000] [--plugin PATH] [--in-process]
+    python scripts/host-local-growth.py [--count 2000] [--plugin PATH] [--in-process]
 
 Runs `count` sequential ADDs into a /20 in a temp dataDir, each as its own process (as a runtime runs it) or,
 with --in-process, through skel.dispatch (only the part that grows with the allocations). Prints the median
@@ -19,9 +19,8 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-REPO = os.path.dirname(os.path.dirname(ROOT))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.join(REPO, "cni", "host-local")     # the plugin's source root
 
 
 def conf(data_dir: str) -> bytes:
