@@ -8,6 +8,7 @@ TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotat
 if TYPE_CHECKING:
     from typing import Mapping
 
+from common import flock
 from common.config import valid_attachments
 from common.errors import CniError, Code
 from common.skel import Plugin, Request
@@ -29,16 +30,7 @@ def open_store(conf: config.IpamConfig, env: Mapping[str, str]) -> DiskStore:
 
 
 def lock_timeout(env: Mapping[str, str]) -> float:
-    text = env.get("PYCNI_LOCK_TIMEOUT", "")
-    if not text:
-        return DEFAULT_LOCK_TIMEOUT
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise CniError(Code.INVALID_ENVIRONMENT, f"invalid PYCNI_LOCK_TIMEOUT {text!r}: expected seconds >= 0")
-    return value
+    return flock.timeout_from_env(env, DEFAULT_LOCK_TIMEOUT)
 
 
 def add(request: Request) -> Result:

@@ -14,11 +14,9 @@ an operation lists the directory once and reads only the files it has not seen b
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import os
 import sys
-import time
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
@@ -38,7 +36,8 @@ if TYPE_CHECKING:
 
         def release(self, ip: str) -> None: ...
 
-from common.errors import CniError, Code, ConfigError, TryAgainError
+from common import flock
+from common.errors import CniError, Code, ConfigError
 
 from .owners import CacheEntry, OwnerCache, Stamp
 
@@ -116,21 +115,7 @@ class DiskStore:
         return _os_call(f"opening {self.dir}", os.open, self.dir, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW)
 
     def _acquire(self, lock_fd: int) -> None:
-        """flock with a deadline: a stuck holder makes us fail with "try again" instead of hanging."""
-        deadline = time.monotonic() + self.lock_timeout
-        delay = 0.0005
-        while True:
-            try:
-                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TryAgainError(f"timed out after {self.lock_timeout:g} s waiting for the lock "
-                                    f"{self.lock_path}")
-            time.sleep(min(delay, remaining))
-            delay = min(delay * 2, 0.01)
+        flock.acquire(lock_fd, timeout=self.lock_timeout, what=f"the lock {self.lock_path}")
 
 
 class DiskSession:

@@ -5,11 +5,8 @@ Everything goes through a `Host`, so tests can inject a fake runner, a temporary
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import os
 import sys
-import time
 from common.record import field, record
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
@@ -17,7 +14,8 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Iterator
 
 from common import exec as execs
-from common.errors import CniError, Code, TryAgainError
+from common import flock
+from common.errors import CniError, Code
 
 LOCK_PATH = "/run/pycni/portmap.lock"
 LOCK_TIMEOUT = 10.0
@@ -53,29 +51,12 @@ def locked(host: Host) -> Iterator[None]:
 
 
 def lock_timeout(host: Host) -> float:
-    """host.lock_timeout, or PYCNI_LOCK_TIMEOUT seconds (as host-local) when set to a number >= 0."""
-    try:
-        value = float(os.environ.get("PYCNI_LOCK_TIMEOUT", ""))
-    except ValueError:
-        return host.lock_timeout
-    return value if value >= 0 else host.lock_timeout
+    """host.lock_timeout, or PYCNI_LOCK_TIMEOUT seconds (as host-local)."""
+    return flock.timeout_from_env(os.environ, host.lock_timeout)
 
 
 def _acquire(fd: int, host: Host) -> None:
-    timeout = lock_timeout(host)
-    deadline = time.monotonic() + timeout
-    pause = 0.001
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise CniError(Code.INTERNAL, f"cannot lock {host.lock_path}: {exc.strerror}") from None
-        if time.monotonic() >= deadline:
-            raise TryAgainError(f"timed out after {timeout:g} s waiting for the portmap lock {host.lock_path}")
-        time.sleep(pause)
-        pause = min(pause * 2, 0.02)
+    flock.acquire(fd, timeout=lock_timeout(host), what=f"the portmap lock {host.lock_path}")
 
 
 def enable_route_localnet(host: Host, container_ip: str) -> None:
