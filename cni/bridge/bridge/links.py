@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import errno
 import os
-from common.record import record
 
 from common import netns, sysctl
 from common.config import IPInterface
 from common.errors import CniError, Code
 from common.netlink import Handle, Link, LinkError
+from common.record import record
 
 from .config import BridgeConf
 

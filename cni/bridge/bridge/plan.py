@@ -5,9 +5,9 @@ The reference's calcGateways mutates the IPAM result; `gateways()` returns a new
 from __future__ import annotations
 
 import ipaddress
-from common.record import field, record, replace
 
 from common.config import IPInterface
+from common.record import field, record, replace
 from common.types import DNS, Interface, IPConfig, Result, Route
 
 CONTAINER_INDEX = 2   # interfaces = [bridge, host veth, container veth]: every IP is on the container veth

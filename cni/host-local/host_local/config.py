@@ -6,7 +6,6 @@ Effective range sets, in the reference's order: `runtimeConfig.ipRanges`, then t
 from __future__ import annotations
 
 import ipaddress
-from common.record import record
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
@@ -15,6 +14,7 @@ if TYPE_CHECKING:
 from common import version as versions
 from common.config import IPAddress, IPNetwork, NetConf, Node, cidr, describe, ip, ip_or_cidr, network
 from common.errors import ConfigError
+from common.record import record
 from common.types import Route
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from common.record import field, record
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
@@ -16,6 +15,7 @@ if TYPE_CHECKING:
 from common import exec as execs
 from common import flock
 from common.errors import CniError, Code
+from common.record import field, record
 
 LOCK_PATH = "/run/pycni/portmap.lock"
 LOCK_TIMEOUT = 10.0
