@@ -6,7 +6,6 @@ Plugins parse their own keys with `Node` getters, e.g. `Node(conf).obj("ipam").s
 from __future__ import annotations
 
 import ipaddress
-from .record import record
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
@@ -15,6 +14,7 @@ if TYPE_CHECKING:
 
 from . import jsonio
 from .errors import CniError, Code, ConfigError
+from .record import record
 
 
 NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$"   # network names and container IDs (the spec's rule)

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import os
 import sys
-from .record import field, record
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
     from typing import Callable, Mapping
     Handler = Callable[[Request], "Result | None"]
 
-from . import version as versions
 from . import jsonio
+from . import version as versions
 from .config import NAME_PATTERN, NetConf, base_netconf, decode, is_valid_name, parse_cni_args
 from .errors import CniError, Code
+from .record import field, record
 from .types import Result
 
 COMMANDS = ("ADD", "DEL", "CHECK", "VERSION", "GC", "STATUS")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import marshal
 import os
+
 from common.record import record
 
 Stamp = tuple[int, int, int]
