@@ -1,0 +1,22 @@
+"""The README's first command runs scripts/demo.py: keep the main job working."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.e2e
+
+
+def test_demo_passes(dist_bin, cnitool):
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "demo.py"), "--cni-bin", str(dist_bin),
+                           "--cnitool", str(cnitool)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[-1] == "demo passed"
+    assert not [line for line in lines if "[FAIL]" in line]
+    checked = [line for line in lines if "[ok  ]" in line]
+    assert len(checked) == 14   # 2 ADD, 2 CHECK, 3 pings, 2 HTTP via the host port, 2 DEL, 3 nothing-left checks
