@@ -22,10 +22,8 @@ if TYPE_CHECKING:
 
 
 def add(req: Request, host: Host) -> Result:
-    prev = _prev_result(req)
-    conf = config.parse(req.conf)
-    ips = _container_ips(prev, req.ifname)
-    if not conf.mappings or not ips:
+    prev, conf, ips = _mapped(req)
+    if not ips:
         return prev
     if conf.snat and ips[0].version == 4:
         enable_route_localnet(host, str(ips[0].ip))
@@ -61,10 +59,8 @@ def delete(req: Request, host: Host) -> None:
 
 
 def check(req: Request, host: Host) -> None:
-    prev = _prev_result(req)
-    conf = config.parse(req.conf)
-    ips = _container_ips(prev, req.ifname)
-    if not conf.mappings or not ips:
+    _, conf, ips = _mapped(req)
+    if not ips:
         return None
     backend, cache = _resolve(host, conf, lambda: _chains("add_read_chains", conf, req.container_id))
     if backend == "iptables":
@@ -91,6 +87,13 @@ def gc(req: Request, host: Host) -> None:
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
+
+def _mapped(req: Request) -> "tuple[Result, PortmapConf, list[IPInterface]]":
+    """prevResult, the config, and the container addresses that get mappings (none without mappings)."""
+    prev = _prev_result(req)
+    conf = config.parse(req.conf)
+    return prev, conf, _container_ips(prev, req.ifname) if conf.mappings else []
+
 
 def _prev_result(req: Request) -> Result:
     prev = req.prev_result()
