@@ -6,6 +6,7 @@ PACKAGES=(
   golang-go golang-github-appc-cni-dev           # the Go libcni test driver (tests/driver)
   containernetworking-plugins                    # the Go reference plugins, for side-by-side tests and bench
   make procps iputils-ping busybox-static time    # build entry point; ping, busybox, GNU time (bench RSS)
+  strace                                         # reliability tests check file writes and locks with it
   podman runc                                    # tests/e2e/test_podman.py: podman 4.3 (CNI backend) with runc
 )
 missing=()
