@@ -89,15 +89,6 @@ class _Child:
         self.fds = []
 
 
-def check(argv: Sequence[str], **kwargs: object) -> Completed:
-    """run() that turns a non-zero exit into an error carrying the program's stderr."""
-    done = run(argv, **kwargs)  # type: ignore[arg-type]
-    if done.status != 0:
-        text = (done.stderr or done.stdout).decode(errors="replace").strip()
-        raise CniError(Code.INTERNAL, f"{' '.join(argv[:3])} failed (exit {done.status}): {text}")
-    return done
-
-
 def find_program(name: str, path: str) -> str | None:
     """`name` itself when it has a slash, else the first executable of that name on path."""
     if "/" in name:

@@ -45,10 +45,6 @@ def open_netns(path: str) -> int:
         raise CniError(Code.INTERNAL, f"cannot open network namespace {path!r}: {exc.strerror}") from None
 
 
-def exists(path: str) -> bool:
-    return bool(path) and os.path.exists(path)
-
-
 @contextlib.contextmanager
 def entered(path: str) -> Iterator[None]:
     """Run the block inside the namespace at `path`; the original namespace is restored even on error."""

@@ -126,7 +126,3 @@ def replace(obj: "object", /, **changes: object) -> "object":
     values = {name: getattr(obj, name) for name in fields}
     values.update(changes)
     return type(obj)(**values)
-
-
-def fields_of(obj: "object") -> tuple[str, ...]:
-    return type(obj).__record_fields__  # type: ignore[attr-defined,no-any-return]

@@ -79,14 +79,6 @@ def restore(script: str, family: int, *, needed_by: str, runner: execs.Runner = 
         raise _failure(_TOOLS[family][2], done, script)
 
 
-def usable(family: int = 4, *, runner: execs.Runner = execs.run) -> bool:
-    """True when the iptables tools are installed and the nat table can be read."""
-    try:
-        return runner([_TOOLS[family][1], "-t", "nat"], needed_by="").status == 0
-    except CniError:
-        return False
-
-
 def quote(text: str) -> str:
     """Quote a rule argument (comments carry network names and container IDs) for iptables-restore."""
     if text and all(c.isalnum() or c in "-_./:,=[]" for c in text):

@@ -35,13 +35,6 @@ def apply(script: str, *, needed_by: str, runner: execs.Runner = execs.run) -> N
         raise CniError(Code.INTERNAL, f"nft -f failed (exit {done.status}): {text}", f"script:\n{script}")
 
 
-def usable(*, runner: execs.Runner = execs.run) -> bool:
-    try:
-        return runner(["nft", "list", "tables"], needed_by="").status == 0
-    except CniError:
-        return False
-
-
 def quote(text: str) -> str:
     """An nft string literal (comments carry container IDs); quotes and backslashes are dropped, not escaped,
     as nft has no escape for them inside strings."""
