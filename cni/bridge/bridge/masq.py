@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from typing import Any, Iterable, Sequence
 
 from common.config import IPInterface
-from common.firewall import iptables
+from common.firewall import iptables, nftables
 from common.firewall.names import chain_name, go_quote, sha512
 
 MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
@@ -160,8 +160,7 @@ def nft_setup(ips: Sequence[IPInterface], *, network: str, ifname: str, containe
 
 def nft_rules(listing: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     """The masq_checks rules of an `nft -j list table inet cni_plugins_masquerade` listing."""
-    rules = [obj["rule"] for obj in listing or () if "rule" in obj]
-    return [r for r in rules if r.get("chain") == CHAIN]
+    return nftables.rules(listing or [], CHAIN)
 
 
 def nft_matching(listing: list[dict[str, Any]] | None, prefix: str) -> list[int]:

@@ -14,6 +14,8 @@ TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotat
 if TYPE_CHECKING:
     from typing import Any
 
+from common.firewall import nftables
+
 FAMILY_TABLE = "bridge nat"
 BASE_CHAIN = "PREROUTING"
 
@@ -51,15 +53,14 @@ def setup(*, container_id: str, ifname: str, host_veth: str, mac: str) -> str:
 
 
 def teardown(listing: list[dict[str, Any]] | None, *, container_id: str, ifname: str) -> str:
-    """Delete the PREROUTING jump(s) by comment, then flush and delete both chains, only those that exist (one missing object
-    would fail the whole transaction)."""
+    """Delete the PREROUTING jump(s) by comment, then flush and delete both chains, only those that exist
+    (one missing object would fail the whole transaction)."""
     if listing is None:
         return ""
     note = comment(container_id, ifname)
-    existing = {obj["chain"]["name"] for obj in listing if "chain" in obj}
-    lines = [f"delete rule {FAMILY_TABLE} {BASE_CHAIN} handle {obj['rule']['handle']}"
-             for obj in listing if "rule" in obj and obj["rule"].get("chain") == BASE_CHAIN
-             and obj["rule"].get("comment") == note]
+    existing = nftables.chains(listing)
+    lines = [f"delete rule {FAMILY_TABLE} {BASE_CHAIN} handle {rule['handle']}"
+             for rule in nftables.rules(listing, BASE_CHAIN) if rule.get("comment") == note]
     present = [c for c in chains(container_id, ifname) if c in existing]
     lines += [f'flush chain {FAMILY_TABLE} {c}' for c in present]
     lines += [f'delete chain {FAMILY_TABLE} {c}' for c in present]
