@@ -14,13 +14,12 @@ if TYPE_CHECKING:
     from typing import Any
 
 from . import version as versions
-from .config import Node, cidr, ip, expect_str
+from .config import Node, cidr, ip
 from .errors import CniError, Code
 from .types import DNS, IPConfig, Interface, Result, Route
 
 _LEGACY = ("0.1.0", "0.2.0")
-_ROUTE_EXTRAS = (("mtu", "mtu"), ("advmss", "advmss"), ("priority", "priority"), ("table", "table"),
-                 ("scope", "scope"))
+ROUTE_EXTRAS = ("mtu", "advmss", "priority", "table", "scope")   # 1.1.0 route fields (same names in JSON)
 
 
 def family(version: str) -> str:
@@ -38,7 +37,7 @@ def parse(data: Any, version: str, path: str = "prevResult") -> Result:
     return Result(
         interfaces=tuple(_parse_interface(n) for n in node.objects("interfaces")),
         ips=tuple(_parse_ip(n) for n in node.objects("ips")),
-        routes=tuple(_parse_route(n) for n in node.objects("routes")),
+        routes=tuple(parse_route(n) for n in node.objects("routes")),
         dns=parse_dns(node.obj("dns")),
     )
 
@@ -52,7 +51,7 @@ def _parse_legacy(node: Node) -> Result:
             continue
         ips.append(IPConfig(address=sub.parsed("ip", cidr, required=True),
                             gateway=sub.parsed("gateway", ip)))
-        routes.extend(_parse_route(n) for n in sub.objects("routes"))
+        routes.extend(parse_route(n) for n in sub.objects("routes"))
     return Result(ips=tuple(ips), routes=tuple(routes), dns=parse_dns(node.obj("dns")))
 
 
@@ -76,8 +75,8 @@ def _parse_ip(node: Node) -> IPConfig:
     return IPConfig(address=address, gateway=gateway, interface=node.integer("interface", minimum=0))
 
 
-def _parse_route(node: Node) -> Route:
-    extras = {attr: node.integer(key) for key, attr in _ROUTE_EXTRAS}
+def parse_route(node: Node) -> Route:
+    extras = {key: node.integer(key) for key in ROUTE_EXTRAS}
     return Route(dst=node.parsed("dst", cidr, required=True), gw=node.parsed("gw", ip), **extras)
 
 
@@ -160,8 +159,8 @@ def _render_route(route: Route, *, extras: bool) -> dict[str, Any]:
     if route.gw is not None:
         out["gw"] = str(route.gw)
     if extras:
-        for key, attr in _ROUTE_EXTRAS:
-            value = getattr(route, attr)
+        for key in ROUTE_EXTRAS:
+            value = getattr(route, key)
             if value is not None:
                 out[key] = value
     return out
@@ -186,4 +185,4 @@ def strip_for_ipam(result: Result) -> Result:
                   routes=result.routes, dns=result.dns)
 
 
-__all__ = ["parse", "render", "parse_dns", "render_dns", "family", "strip_for_ipam", "expect_str"]
+__all__ = ["parse", "parse_dns", "parse_route", "render", "render_dns", "family", "strip_for_ipam"]

@@ -12,13 +12,13 @@ if TYPE_CHECKING:
     from typing import Any
 
 from common import version as versions
-from common.config import IPAddress, IPNetwork, NetConf, Node, cidr, describe, ip, ip_or_cidr, network
+from common.config import IPAddress, IPNetwork, NetConf, Node, describe, ip, ip_or_cidr, network
 from common.errors import ConfigError
 from common.record import record
+from common.result import parse_route
 from common.types import Route
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
-ROUTE_EXTRAS = ("mtu", "advmss", "priority", "table", "scope")
 
 
 def canonical(addr: IPAddress) -> IPAddress:
@@ -84,7 +84,7 @@ def load(conf: NetConf, cni_args: dict[str, str]) -> IpamConfig:
     _check_no_overlap(range_sets)
     return IpamConfig(
         name=conf.name, cni_version=conf.cni_version, range_sets=range_sets,
-        routes=tuple(_route(n) for n in ipam.objects("routes")),
+        routes=tuple(parse_route(n) for n in ipam.objects("routes")),
         data_dir=ipam.string("dataDir", "") or DEFAULT_DATA_DIR,
         resolv_conf=ipam.string("resolvConf", "") or "",
         requested=_requested_ips(conf, cni_args),
@@ -171,13 +171,6 @@ def _check_families_for_version(sets: tuple[RangeSet, ...], cni_version: str) ->
 
 
 # --- routes and requested addresses ---------------------------------------------------------------------
-
-def _route(node: Node) -> Route:
-    extras = {key: node.integer(key) for key in ROUTE_EXTRAS}
-    dst = node.parsed("dst", cidr, required=True)
-    assert dst is not None
-    return Route(dst=dst, gw=node.parsed("gw", ip), **extras)
-
 
 def _requested_ips(conf: NetConf, cni_args: dict[str, str]) -> tuple[IPAddress, ...]:
     found: list[IPAddress] = []
