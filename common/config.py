@@ -194,6 +194,17 @@ def is_valid_name(text: str) -> bool:
     return bool(text) and text[0] in _ALNUM and all(c in _NAME_CHARS for c in text)
 
 
+def interface_name_problem(name: str) -> str | None:
+    """What makes `name` unusable as a Linux interface name (the kernel's dev_valid_name), None when fine."""
+    if len(name.encode()) > 15:
+        return "longer than 15 bytes"
+    if name in (".", ".."):
+        return "'.' and '..' are not interface names"
+    if any(c in name for c in "/:") or any(c.isspace() for c in name):
+        return "must not contain '/', ':' or whitespace"
+    return None
+
+
 def validate_name(value: Any, path: str = "name") -> str:
     if value is None or value == "":
         raise ConfigError(f"missing network name at {path}")

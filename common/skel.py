@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 from . import jsonio
 from . import version as versions
-from .config import NAME_PATTERN, NetConf, base_netconf, decode, is_valid_name, parse_cni_args
+from .config import (NAME_PATTERN, NetConf, base_netconf, decode, interface_name_problem, is_valid_name,
+                     parse_cni_args)
 from .errors import CniError, Code
 from .record import field, record
 from .types import Result
@@ -135,13 +136,7 @@ def _check_env(command: str, env: Mapping[str, str]) -> None:
 
 
 def _check_ifname(name: str) -> None:
-    problem = None
-    if len(name.encode()) > 15:
-        problem = "longer than 15 bytes"
-    elif name in (".", ".."):
-        problem = "'.' and '..' are not interface names"
-    elif any(c in name for c in "/:") or any(c.isspace() for c in name):
-        problem = "must not contain '/', ':' or whitespace"
+    problem = interface_name_problem(name)
     if problem:
         raise CniError(Code.INVALID_ENVIRONMENT, f"invalid CNI_IFNAME {name!r}: {problem}")
 

@@ -11,7 +11,7 @@ TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotat
 if TYPE_CHECKING:
     from typing import Any
 
-from common.config import NetConf, Node, describe
+from common.config import NetConf, Node, describe, interface_name_problem
 from common.errors import ConfigError
 from common.result import parse_dns
 from common.types import DNS
@@ -84,9 +84,9 @@ def parse(conf: NetConf, cni_args: dict[str, str]) -> BridgeConf:
 
 def bridge_name(node: Node) -> str:
     name = node.string("bridge", DEFAULT_BRIDGE) or DEFAULT_BRIDGE
-    if len(name.encode()) > 15 or "/" in name or any(c.isspace() for c in name) or name in (".", ".."):
+    if interface_name_problem(name):
         raise ConfigError(f"invalid bridge name {describe(name)} at bridge: must be a valid interface name "
-                          "(at most 15 bytes, no '/' or whitespace)")
+                          "(at most 15 bytes, no '/', ':' or whitespace)")
     return str(name)
 
 

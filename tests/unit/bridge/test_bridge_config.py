@@ -77,7 +77,9 @@ ERRORS = [
     ({"mtu": 70000}, "70000 out of range at mtu: expected 0..65535"),
     ({"bridge": "a-very-long-bridge-name"},
      "invalid bridge name 'a-very-long-bridge-name' at bridge: must be a valid interface name "
-     "(at most 15 bytes, no '/' or whitespace)"),
+     "(at most 15 bytes, no '/', ':' or whitespace)"),
+    ({"bridge": "br:0"}, "invalid bridge name 'br:0' at bridge: must be a valid interface name "
+     "(at most 15 bytes, no '/', ':' or whitespace)"),
     ({"bridge": 7}, "expected string at bridge, got number 7"),
     ({"disableContainerInterface": True, "ipam": {"type": "host-local"}},
      "cannot use IPAM (ipam.type 'host-local') when disableContainerInterface is set"),
