@@ -7,6 +7,7 @@ PACKAGES=(
   containernetworking-plugins                    # the Go reference plugins, for side-by-side tests and bench
   make procps iputils-ping busybox-static time    # build entry point; ping, busybox, GNU time (bench RSS)
   strace                                         # reliability tests check file writes and locks with it
+  python3-venv                                   # `python3 -m venv` when python3 is Debian's own
   podman runc                                    # tests/e2e/test_podman.py: podman 4.3 (CNI backend) with runc
 )
 missing=()
