@@ -39,8 +39,19 @@ def type_name(value: Any) -> str:
     return {str: "string", list: "list", dict: "object", type(None): "null"}.get(type(value), "value")
 
 
+def fold(key: str) -> str:
+    """The case folding Go's encoding/json matches object keys with, for our ASCII key names: ASCII case, plus
+    the two non-ASCII letters whose simple fold is ASCII (KELVIN SIGN ~ k, LONG S ~ s)."""
+    return key.replace("\u017f", "s").lower()   # str.lower maps U+212A to 'k' already
+
+
 class Node:
-    """A JSON object together with its key path."""
+    """A JSON object together with its key path.
+
+    Keys are looked up the way Go's encoding/json fills a struct, so configs written for the Go plugins mean the
+    same here: case-insensitively (containerd sends untagged Go structs: "HostPort", "IPRanges"), and among
+    keys that fold alike the last non-null one wins (jsonio keeps objects in last-occurrence order). This class
+    is the one place that owns the rule; output is always written with the canonical keys."""
 
     def __init__(self, data: Any, path: str = "") -> None:
         if not isinstance(data, dict):
@@ -48,34 +59,47 @@ class Node:
             raise ConfigError(f"expected an object{where}, got {type_name(data)} {describe(data)}")
         self.data: dict[str, Any] = data
         self.path = path
+        self._folded: dict[str, str] | None = None   # fold(key) -> the key that wins; built on first miss
 
     def at(self, key: str | int) -> str:
         if isinstance(key, int):
             return f"{self.path}[{key}]"
         return f"{self.path}.{key}" if self.path else key
 
+    def key_of(self, key: str) -> str:
+        """The key of the document that `key` reads (itself when absent): "HostPort" for "hostPort"."""
+        if self._folded is None:
+            self._folded = {fold(k): k for k, v in self.data.items() if v is not None}
+        return self._folded.get(fold(key), key)
+
+    def get(self, key: str) -> Any:
+        """The value `key` reads, None when absent or null."""
+        return self.data.get(self.key_of(key))
+
     def has(self, key: str) -> bool:
-        return self.data.get(key) is not None
+        return self.get(key) is not None
 
     def raw(self, key: str, default: Any = None) -> Any:
-        value = self.data.get(key)
+        value = self.get(key)
         return default if value is None else value
 
     def _typed(self, key: str, kind: type | tuple[type, ...], kind_name: str, default: Any, required: bool) -> Any:
-        value = self.data.get(key)
+        value = self.get(key)
         if value is None:
             if required:
                 raise ConfigError(f"missing required key {self.at(key)}")
             return default
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            raise ConfigError(f"expected {kind_name} at {self.at(key)}, got {type_name(value)} {describe(value)}")
+            raise ConfigError(f"expected {kind_name} at {self.at(self.key_of(key))}, got {type_name(value)} "
+                              f"{describe(value)}")
         return value
 
     def string(self, key: str, default: str | None = None, *, required: bool = False,
                choices: tuple[str, ...] | None = None) -> Any:
         value = self._typed(key, str, "string", default, required)
         if choices is not None and value is not None and value not in choices:
-            raise ConfigError(f"invalid value {describe(value)} at {self.at(key)}: expected one of {list(choices)}")
+            raise ConfigError(f"invalid value {describe(value)} at {self.at(self.key_of(key))}: "
+                              f"expected one of {list(choices)}")
         return value
 
     def boolean(self, key: str, default: bool = False) -> bool:
@@ -87,15 +111,16 @@ class Node:
         if value is None:
             return None
         if isinstance(value, float) and not value.is_integer():
-            raise ConfigError(f"expected integer at {self.at(key)}, got {describe(value)}")
+            raise ConfigError(f"expected integer at {self.at(self.key_of(key))}, got {describe(value)}")
         value = int(value)
         if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            raise ConfigError(f"{describe(value)} out of range at {self.at(key)}: expected {minimum}..{maximum}")
+            raise ConfigError(f"{describe(value)} out of range at {self.at(self.key_of(key))}: "
+                              f"expected {minimum}..{maximum}")
         return value
 
     def obj(self, key: str, *, required: bool = False) -> "Node | None":
         value = self._typed(key, dict, "object", None, required)
-        return None if value is None else Node(value, self.at(key))
+        return None if value is None else Node(value, self.at(self.key_of(key)))
 
     def obj_or_empty(self, key: str) -> "Node":
         return self.obj(key) or Node({}, self.at(key))
@@ -103,7 +128,7 @@ class Node:
     def items(self, key: str) -> Iterator[tuple[str, Any]]:
         """(path, value) of every element of the list at key; an absent key is an empty list."""
         values = self._typed(key, list, "list", [], False)
-        path = self.at(key)
+        path = self.at(self.key_of(key))
         return ((f"{path}[{i}]", v) for i, v in enumerate(values))
 
     def objects(self, key: str) -> list["Node"]:
@@ -113,12 +138,12 @@ class Node:
         return [expect_str(value, path) for path, value in self.items(key)]
 
     def parsed(self, key: str, parse: Callable[[Any, str], T], *, required: bool = False) -> T | None:
-        value = self.data.get(key)
+        value = self.get(key)
         if value is None:
             if required:
                 raise ConfigError(f"missing required key {self.at(key)}")
             return None
-        return parse(value, self.at(key))
+        return parse(value, self.at(self.key_of(key)))
 
 
 def expect_str(value: Any, path: str) -> str:
@@ -256,7 +281,7 @@ def decode(stdin: bytes) -> dict[str, Any]:
 def base_netconf(data: dict[str, Any]) -> NetConf:
     node = Node(data)
     version = node.string("cniVersion", "0.1.0") or "0.1.0"
-    name = validate_name(data.get("name"))
+    name = validate_name(node.get("name"))
     return NetConf(cni_version=version, name=name, type=node.string("type", "") or "", node=node)
 
 

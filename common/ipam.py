@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 from . import exec as execs
 from . import jsonio
 from . import result as results
+from .config import Node
 from .errors import CniError, Code, ConfigError
 from .skel import Request
 from .types import Result
@@ -80,8 +81,9 @@ def _delegate_error(plugin_type: str, command: str, done: execs.Completed) -> Cn
     """Re-raise the delegate's own spec error (code kept) or describe what it printed."""
     try:
         data = jsonio.loads(done.stdout)
-        if isinstance(data, dict) and isinstance(data.get("code"), int):
-            return CniError(data["code"], str(data.get("msg", "")), str(data.get("details", "") or ""))
+        error = Node(data) if isinstance(data, dict) else None   # read as libcni reads types.Error
+        if error is not None and isinstance(error.get("code"), int):
+            return CniError(error.get("code"), str(error.raw("msg", "")), str(error.raw("details", "")))
     except ValueError:
         pass
     text = (done.stdout or done.stderr).decode(errors="replace").strip() or "no error message"

@@ -6,19 +6,44 @@ Speed: `import json` imports re (and with it enum and the regex compiler), ~7 ms
 from __future__ import annotations
 
 import _json
+import sys
 
 _WHITESPACE = " \t\n\r"
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"invalid JSON literal {name} (NaN and Infinity are not JSON)")
+
+
+def _last_wins(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """An object with its keys in the order of their LAST occurrence, so that a case-folding lookup
+    (config.Node) sees duplicates as Go's encoding/json does: later keys overwrite earlier ones. A null does
+    not overwrite a value (into a Go struct field, null is a no-op)."""
+    obj: dict[str, object] = {}
+    for key, value in pairs:
+        if value is None and obj.get(key) is not None:
+            continue
+        obj.pop(key, None)
+        obj[key] = value
+    return obj
 
 
 class _Decoding:
     """The attributes _json.make_scanner reads from a json.JSONDecoder."""
     strict = True
     object_hook = None
-    object_pairs_hook = None
+    object_pairs_hook = staticmethod(_last_wins)
     parse_float = float
     parse_int = int
-    parse_constant = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}.__getitem__
+    parse_constant = staticmethod(_refuse_constant)   # Go refuses NaN/Infinity: code 6, not a float
     memo: dict[str, str] = {}
+
+
+class _DecodeError(ValueError):
+    """Stands in for json.decoder.JSONDecodeError, which _json raises syntax errors through."""
+
+    def __init__(self, msg: str, doc: str, pos: int) -> None:
+        super().__init__(f"{msg} at character {pos}")
 
 
 _scan = _json.make_scanner(_Decoding())
@@ -26,13 +51,24 @@ _scan = _json.make_scanner(_Decoding())
 
 def loads(data: bytes | str) -> object:
     """Parse one JSON document; ValueError (with the position) when it is not one. Deep nesting raises
-    RecursionError, as json.loads does."""
-    text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
+    RecursionError, as json.loads does. Invalid UTF-8 becomes U+FFFD, as in Go (inside a string it is kept as
+    that character; anywhere else it is a syntax error)."""
+    text = data.decode("utf-8", "replace") if isinstance(data, (bytes, bytearray)) else data
     start = len(text) - len(text.lstrip(_WHITESPACE))
+    # _json looks json.decoder up in sys.modules (it never imports it) to raise a syntax error; without it, a
+    # frozen plugin gets SystemError. The real module costs `re` and `enum`, so lend a stand-in for this call.
+    lent = "json.decoder" not in sys.modules
+    if lent:
+        stand_in = type(sys)("json.decoder")
+        stand_in.JSONDecodeError = _DecodeError  # type: ignore[attr-defined]
+        sys.modules["json.decoder"] = stand_in
     try:
         value, end = _scan(text, start)
     except StopIteration as stop:
         raise ValueError(f"expecting a JSON value at character {stop.value}") from None
+    finally:
+        if lent:
+            del sys.modules["json.decoder"]
     if text[end:].strip(_WHITESPACE):
         raise ValueError(f"extra data after the JSON value at character {end}")
     return value

@@ -238,7 +238,7 @@ class Handle:
 
     def add_address(self, index: int, address: IPInterface) -> None:
         with self._errors(f"adding address {address} to link {index}"):
-            self._nl.request(rtnl.RTM_NEWADDR, _address_body(index, address), NEW)
+            self._nl.request(rtnl.RTM_NEWADDR, _address_body(index, address) + _broadcast(address), NEW)
 
     def delete_address(self, index: int, address: IPInterface) -> None:
         with self._errors(f"removing address {address} from link {index}"):
@@ -270,6 +270,14 @@ def _address_body(index: int, address: IPInterface) -> bytes:
     packed = address.ip.packed
     return (rtnl.ifaddrmsg(_family(address.version), prefixlen=address.network.prefixlen, index=index)
             + rtnl.attr(rtnl.IFA_LOCAL, packed) + rtnl.attr(rtnl.IFA_ADDRESS, packed))
+
+
+def _broadcast(address: IPInterface) -> bytes:
+    """IFA_BROADCAST as Go's netlink.AddrAdd sets it: the subnet's last address, for IPv4 prefixes below /31
+    (RFC 3021 point-to-point /31 and /32 have none). `ip addr` then shows `brd`, as podman's tests expect."""
+    if address.version != 4 or address.network.prefixlen >= 31:
+        return b""
+    return rtnl.attr(rtnl.IFA_BROADCAST, address.network.broadcast_address.packed)
 
 
 def _route_body(index: int, route: RouteSpec) -> bytes:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 from . import jsonio
 from . import version as versions
-from .config import (NAME_PATTERN, NetConf, base_netconf, decode, interface_name_problem, is_valid_name,
+from .config import (NAME_PATTERN, NetConf, Node, base_netconf, decode, interface_name_problem, is_valid_name,
                      parse_cni_args)
 from .errors import CniError, Code
 from .record import field, record
@@ -118,7 +118,7 @@ def dispatch(plugin: Plugin, env: Mapping[str, str], read_stdin: Callable[[], by
 
 def _reply_version(data: dict[str, object]) -> str:
     """Errors are labelled with the config's version when we speak it, else with ours."""
-    declared = data.get("cniVersion", "0.1.0")
+    declared = Node(data).get("cniVersion") or "0.1.0"
     return declared if isinstance(declared, str) and declared in versions.SUPPORTED else versions.CURRENT
 
 

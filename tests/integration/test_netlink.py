@@ -174,3 +174,16 @@ def test_missing_links_and_namespaces(tmp_path: Any, host: netlink.Handle) -> No
     with pytest.raises(netns.NetnsGone):
         netlink.open_in(gone)
     assert not os.path.exists(gone)
+
+
+@pytest.mark.parametrize("address, broadcast", [
+    ("10.22.0.1/24", "10.22.0.255"), ("10.22.7.9/16", "10.22.255.255"), ("10.22.0.1/30", "10.22.0.3"),
+    ("10.22.0.0/31", None), ("10.22.0.1/32", None),   # RFC 3021: no broadcast, as Go's netlink.AddrAdd
+])
+def test_ipv4_addresses_get_the_subnet_broadcast_as_go_sets_it(host_ns: Any, host: netlink.Handle,
+                                                                address: str, broadcast: str | None) -> None:
+    host.add_bridge("br0", mtu=0, vlan_filtering=False)
+    host.add_address(host.link("br0").index, ipaddress.ip_interface(address))
+    [shown] = ip_json(host_ns, "addr", "show", "br0")
+    [entry] = [a for a in shown["addr_info"] if a["family"] == "inet"]
+    assert entry.get("broadcast") == broadcast

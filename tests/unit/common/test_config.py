@@ -99,3 +99,48 @@ def test_valid_attachments_union_of_both_keys():
 def test_valid_attachments_errors(data, text):
     from common.config import valid_attachments
     assert msg(valid_attachments, Node(data)).startswith(text)
+
+
+# --- keys as Go's encoding/json matches them ----------------------------------------------------------------
+
+def loads_node(text: str) -> Node:
+    from common import jsonio
+    return Node(jsonio.loads(text))
+
+
+@pytest.mark.parametrize("key", ["hostPort", "HostPort", "HOSTPORT", "hostport", "hoStpOrt"])
+def test_keys_match_case_insensitively(key):
+    assert loads_node(f'{{"{key}": 8080}}').integer("hostPort") == 8080
+
+
+def test_kelvin_sign_and_long_s_fold_as_in_go():
+    """Go's simple folding: U+212A KELVIN SIGN ~ 'k', U+017F LATIN SMALL LETTER LONG S ~ 's'."""
+    assert Node({"\u212aey": 1}).integer("key") == 1
+    assert Node({"ho\u017ftPort": 2}).integer("hostPort") == 2
+    assert Node({"h\u00f6stPort": 3}).integer("hostPort") is None   # no other non-ASCII letter folds to ASCII
+
+
+@pytest.mark.parametrize("text, value", [
+    ('{"hostPort": 1, "HostPort": 2}', 2),     # the last key that folds alike wins, as in Go ...
+    ('{"HostPort": 1, "hostPort": 2}', 2),
+    ('{"hostPort": 1, "HostPort": 2, "hostPort": 3}', 3),
+    ('{"HostPort": 1, "hostPort": 2, "HostPort": 3}', 3),   # ... also when an exact match came earlier
+    ('{"hostPort": 1, "HostPort": null}', 1),  # null into a Go int field changes nothing
+])
+def test_duplicate_and_fold_equal_keys_the_last_one_wins(text, value):
+    assert loads_node(text).integer("hostPort") == value
+
+
+def test_errors_name_the_key_as_written():
+    node = loads_node('{"runtimeConfig": {"PortMappings": [{"HostPort": "x"}]}}')
+    mapping = node.obj("runtimeConfig").objects("portMappings")[0]
+    assert msg(mapping.integer, "hostPort") == \
+        "expected integer at runtimeConfig.PortMappings[0].HostPort, got string 'x'"
+    assert msg(mapping.integer, "containerPort", required=True) == \
+        "missing required key runtimeConfig.PortMappings[0].containerPort"
+
+
+def test_has_raw_and_parsed_fold_too():
+    node = Node({"IPAM": {"Subnet": "10.1.0.0/16"}, "CniVersion": "1.0.0"})
+    assert node.has("ipam") and node.raw("cniVersion") == "1.0.0"
+    assert node.obj("ipam").parsed("subnet", network) == network("10.1.0.0/16", "x")
