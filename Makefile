@@ -2,7 +2,7 @@
 PYTHON     ?= python3
 VENV       := .venv
 PY         := $(VENV)/bin/python
-DIST       := dist
+DIST       ?= dist
 CNI_BIN    := $(DIST)/cni-bin
 CNITOOL    := $(DIST)/cnitool
 DESTDIR    ?=
@@ -26,7 +26,7 @@ $(VENV)/.stamp: pyproject.toml
 venv: $(VENV)/.stamp
 
 $(CNI_BIN)/.stamp: $(VENV)/.stamp $(SOURCES)
-	$(VENV)/bin/pyinstaller --noconfirm --clean --log-level WARN --distpath $(DIST) --workpath build/work build/plugins.spec
+	$(VENV)/bin/pyinstaller --noconfirm --clean --log-level WARN --distpath $(DIST) --workpath $(DIST)/work build/plugins.spec
 	touch $@
 
 build: deps $(CNI_BIN)/.stamp
@@ -51,7 +51,8 @@ bench: build driver
 
 install: $(CNI_BIN)/.stamp
 	install -d $(DESTDIR)$(CNI_BIN_DIR)
-	cp -a $(CNI_BIN)/.pycni $(CNI_BIN)/bridge $(CNI_BIN)/host-local $(CNI_BIN)/portmap $(DESTDIR)$(CNI_BIN_DIR)/
+	cp -a $(CNI_BIN)/.pycni $(CNI_BIN)/bridge $(CNI_BIN)/host-local $(CNI_BIN)/portmap \
+		$(CNI_BIN)/loopback $(DESTDIR)$(CNI_BIN_DIR)/
 
 clean:
 	rm -rf $(DIST) build/work

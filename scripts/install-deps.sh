@@ -9,6 +9,7 @@ PACKAGES=(
   strace                                         # reliability tests check file writes and locks with it
   python3-venv                                   # `python3 -m venv` when python3 is Debian's own
   podman runc                                    # tests/e2e/test_podman.py: podman 4.3 (CNI backend) with runc
+  containerd                                     # tests/e2e/test_containerd.py: containerd 1.6 with its CRI plugin
 )
 missing=()
 for pkg in "${PACKAGES[@]}"; do

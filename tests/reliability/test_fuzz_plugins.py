@@ -4,7 +4,8 @@
 In-process (thousands of cases) through common.skel.dispatch with each plugin's real PLUGIN: host-local on a temp
 dataDir, portmap with a fake command runner and temp lock, bridge with container netns paths that do not exist and
 every program it would run answered by a stand-in (nothing reaches the machine's network namespace). Then a few
-hundred cases through the built executables, inside a throwaway node netns.
+hundred cases through the built executables (every shipped plugin), inside a throwaway node netns: structured
+configs, and raw bytes (random, JSON-token soup, byte-mutated configs), which must never give 999 or hang.
 (tests/unit/common/test_protocol_properties.py covers dispatch itself with a toy plugin.)
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import common.exec
 from common.skel import dispatch
+from conftest import SHIPPED_PLUGINS
 from reliability_support import SYSTEM_PATH, argv_for
 
 COMMANDS = st.sampled_from(["ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION", "", "add", "FOO"])
@@ -189,7 +191,7 @@ def test_bridge_in_process_without_a_container_netns(stdin: bytes, environ: dict
 
 @pytest.mark.e2e
 @pytest.mark.slow
-@pytest.mark.parametrize("plugin", ["host-local", "portmap", "bridge"])
+@pytest.mark.parametrize("plugin", SHIPPED_PLUGINS)
 def test_executables(dist_bin: Path, host_ns: Any, tmp_path: Path, plugin: str) -> None:
     """Through the built executable in a throwaway node netns (bridge: container netns paths do not exist)."""
     netns = st.sampled_from(["/nonexistent/netns", ""]) if plugin == "bridge" else st.just("/run/netns/none")
@@ -204,4 +206,71 @@ def test_executables(dist_bin: Path, host_ns: Any, tmp_path: Path, plugin: str) 
                               capture_output=True, timeout=60)
         assert_protocol_answer(types.SimpleNamespace(status=done.returncode, stdout=done.stdout.decode(),
                                                      stderr=done.stderr.decode()))
+    one()
+
+
+# --- raw bytes through the executables ---------------------------------------------------------------------
+
+SPEC_CODES = {1, 2, 3, 4, 5, 6, 7, 8, 11, 50, 51}   # libcni's codes; 999 (internal) is a bug for these inputs
+TOKENS = st.sampled_from([b"{", b"}", b"[", b"]", b",", b":", b'"', b"\\", b" ", b"\n", b'"cniVersion"',
+                          b'"1.0.0"', b'"name"', b'"fuzz"', b'"type"', b'"prevResult"', b"NaN", b"Infinity",
+                          b"-Infinity", b"1e999", b"-0", b"0x1", b"null", b"true", b'"\\ud800"', b'"\\u0000"',
+                          b"\xff", b"\xc3", b"\xe2\x82", b"\xef\xbb\xbf", b"\x00", b"'"])
+
+
+def minimal_config(plugin: str) -> bytes:
+    """Decodable and valid up to the plugin's own keys, so a mutation of it reaches the decoder's error paths
+    but never a firewall, an allocation or a kernel call (bridge stops at the missing container netns, code 3;
+    portmap without mappings passes prevResult through; host-local has no ipam, code 7)."""
+    conf: dict[str, Any] = {"cniVersion": "1.0.0", "name": "fuzz", "type": plugin}
+    if plugin == "portmap":
+        conf["prevResult"] = {"cniVersion": "1.0.0", "ips": [{"address": "10.77.0.5/24"}]}
+    return json.dumps(conf).encode()
+
+
+def mutations(base: bytes) -> st.SearchStrategy[bytes]:
+    """`base` with up to four edits, each deleting 0-3 bytes at a position and inserting 0-4 random ones."""
+    edit = st.tuples(st.integers(0, len(base)), st.integers(0, 3), st.binary(max_size=4))
+
+    def apply(edits: list[tuple[int, int, bytes]]) -> bytes:
+        data = base
+        for at, drop, insert in edits:
+            at = min(at, len(data))
+            data = data[:at] + insert + data[at + drop:]
+        return data
+    return st.lists(edit, min_size=1, max_size=4).map(apply)
+
+
+def raw_stdin(plugin: str) -> st.SearchStrategy[bytes]:
+    return st.one_of(st.binary(max_size=300), st.lists(TOKENS, max_size=40).map(b"".join),
+                     mutations(minimal_config(plugin)), mutations(minimal_config(plugin)))
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.parametrize("plugin", SHIPPED_PLUGINS)
+def test_executables_raw_bytes(dist_bin: Path, host_ns: Any, plugin: str) -> None:
+    """Any bytes on stdin: exit 0 (nothing, or a result object) or exit 1 with a libcni error code on stdout, never
+    999 or a traceback, and an answer within 10 s. (100 cases per plugin: ~4 s each.)"""
+    netns = "/nonexistent/netns" if plugin == "bridge" else "/run/netns/none"
+
+    @fuzz(100)
+    @given(stdin=raw_stdin(plugin), command=st.sampled_from(["ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION"]))
+    def one(stdin: bytes, command: str) -> None:
+        environ = {"PATH": SYSTEM_PATH, "CNI_COMMAND": command, "CNI_CONTAINERID": "c1", "CNI_NETNS": netns,
+                   "CNI_IFNAME": "eth0", "CNI_PATH": "/nonexistent"}
+        try:
+            done = subprocess.run(argv_for(plugin, dist_bin, host_ns.path), input=stdin, env=environ,
+                                  capture_output=True, timeout=10)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{plugin} {command} hung on stdin {stdin!r}") from None
+        out, err = done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
+        assert "Traceback" not in err, err
+        assert done.returncode in (0, 1), (done.returncode, out, err)
+        if done.returncode == 0:
+            assert not out.strip() or isinstance(json.loads(out).get("cniVersion"), str), out
+            return
+        error = json.loads(out)
+        assert error["code"] in SPEC_CODES and isinstance(error["msg"], str) and error["msg"], \
+            f"{plugin} {command} on stdin {stdin!r}: {out}"
     one()

@@ -47,7 +47,9 @@ def test_dispatch_survives_arbitrary_bytes(stdin):
     env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c", "CNI_NETNS": "/n", "CNI_IFNAME": "eth0", "CNI_PATH": "/p"}
     outcome = dispatch(ECHO, env, lambda: stdin)
     assert outcome.status in (0, 1)
-    json.loads(outcome.stdout) if outcome.stdout else None
+    answer = json.loads(outcome.stdout) if outcome.stdout else None
+    if outcome.status == 1:
+        assert answer["code"] != 999 and answer["msg"], answer
 
 
 @settings(max_examples=500, deadline=None)
