@@ -137,6 +137,12 @@ class Node:
     def strings(self, key: str) -> list[str]:
         return [expect_str(value, path) for path, value in self.items(key)]
 
+    def required(self, key: str, parse: Callable[[Any, str], T]) -> T:
+        """parse(value, path) of a key that must be present (code 7 naming it when absent)."""
+        value = self.parsed(key, parse, required=True)
+        assert value is not None
+        return value
+
     def parsed(self, key: str, parse: Callable[[Any, str], T], *, required: bool = False) -> T | None:
         value = self.get(key)
         if value is None:
@@ -221,7 +227,7 @@ def is_valid_name(text: str) -> bool:
 
 def interface_name_problem(name: str) -> str | None:
     """What makes `name` unusable as a Linux interface name (the kernel's dev_valid_name), None when fine."""
-    if len(name.encode()) > 15:
+    if len(name.encode("utf-8", "surrogateescape")) > 15:   # bytes, as the kernel counts (os.environ decodes so)
         return "longer than 15 bytes"
     if name in (".", ".."):
         return "'.' and '..' are not interface names"

@@ -16,7 +16,7 @@ from .record import record
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
     from typing import Callable, Mapping, Sequence
-    Runner = Callable[..., Completed]
+    Runner = Callable[..., "Completed"]
 
 # Where tools are looked for when PATH is not set at all (as execvp does); a set PATH is searched alone, as Go does.
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

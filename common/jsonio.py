@@ -8,6 +8,10 @@ from __future__ import annotations
 import _json
 import sys
 
+TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
+if TYPE_CHECKING:
+    from typing import Sequence
+
 _WHITESPACE = " \t\n\r"
 
 
@@ -46,7 +50,7 @@ class _DecodeError(ValueError):
         super().__init__(f"{msg} at character {pos}")
 
 
-_scan = _json.make_scanner(_Decoding())
+_scan = _json.make_scanner(_Decoding())  # type: ignore[arg-type]  # duck-typed: any object with these attributes
 
 
 def loads(data: bytes | str) -> object:
@@ -97,7 +101,7 @@ def _write(value: object, out: list[str], indent: int | None, level: int) -> Non
         raise TypeError(f"cannot serialise {type(value).__name__} as JSON")
 
 
-def _container(open_: str, close: str, items: list[tuple[str | None, object]], out: list[str],
+def _container(open_: str, close: str, items: Sequence[tuple[str | None, object]], out: list[str],
                indent: int | None, level: int) -> None:
     if not items:
         out.append(open_ + close)

@@ -108,7 +108,7 @@ class Handle:
         try:
             yield
         except rtnl.NetlinkError as exc:
-            code = exc.errno
+            code = exc.errno or 0
             raise LinkError(code, f"{what}: {errnos.errorcode.get(code, code)} ({exc.strerror})") from None
 
     def _link_request(self, what: str, body: bytes, flags: int = 0) -> None:
@@ -162,6 +162,9 @@ class Handle:
 
     def set_up(self, index: int) -> None:
         self._link_request(f"setting link {index} up", rtnl.ifinfomsg(index, flags=IFF_UP, change=IFF_UP))
+
+    def set_down(self, index: int) -> None:
+        self._link_request(f"setting link {index} down", rtnl.ifinfomsg(index, flags=0, change=IFF_UP))
 
     def set_promisc(self, index: int) -> None:
         self._link_request(f"setting link {index} promiscuous",

@@ -14,6 +14,15 @@ gives keyword/positional construction with defaults, ==, hash(), repr(), immutab
 """
 from __future__ import annotations
 
+TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any, TypeVar, dataclass_transform
+    T = TypeVar("T")
+else:
+    def dataclass_transform(**_: object) -> object:
+        """Tells the type checker that @record makes dataclass-like classes; nothing at run time."""
+        return lambda decorated: decorated
+
 _MISSING = object()
 
 
@@ -24,7 +33,7 @@ class Field:
         self.default, self.default_factory, self.repr = default, default_factory, repr
 
 
-def field(*, default: object = _MISSING, default_factory: object = _MISSING, repr: bool = True) -> "object":
+def field(*, default: Any = _MISSING, default_factory: Any = _MISSING, repr: bool = True) -> Any:
     return Field(default, default_factory, repr)
 
 
@@ -32,9 +41,13 @@ class FrozenInstanceError(AttributeError):
     pass
 
 
-def record(cls: "type | None" = None, /, *, frozen: bool = True, slots: bool = False,
-           kw_only: bool = False) -> "object":
-    """Class decorator (arguments accepted for dataclasses compatibility; records are always frozen)."""
+@dataclass_transform(frozen_default=True, kw_only_default=False, field_specifiers=(field,))
+def record(cls: Any = None, /, *, frozen: bool = True, kw_only: bool = False) -> Any:
+    """Class decorator. Records are always frozen: `frozen=False` is refused rather than ignored (and there is no
+    `slots`: passing it is a TypeError, as with any unknown keyword)."""
+    if not frozen:
+        raise TypeError("record classes are always frozen: frozen=False is not supported")
+
     def wrap(klass: type) -> type:
         return _build(klass, kw_only)
     return wrap if cls is None else wrap(cls)
@@ -120,7 +133,7 @@ def _frozen(self: object, name: str, *args: object) -> None:
     raise FrozenInstanceError(f"cannot assign to field {name!r} of frozen {type(self).__name__}")
 
 
-def replace(obj: "object", /, **changes: object) -> "object":
+def replace(obj: T, /, **changes: object) -> T:
     """A copy of `obj` with some fields changed (dataclasses.replace)."""
     fields = type(obj).__record_fields__  # type: ignore[attr-defined]
     values = {name: getattr(obj, name) for name in fields}

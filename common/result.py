@@ -49,7 +49,7 @@ def _parse_legacy(node: Node) -> Result:
         sub = node.obj(key)
         if sub is None:
             continue
-        ips.append(IPConfig(address=sub.parsed("ip", cidr, required=True),
+        ips.append(IPConfig(address=sub.required("ip", cidr),
                             gateway=sub.parsed("gateway", ip)))
         routes.extend(parse_route(n) for n in sub.objects("routes"))
     return Result(ips=tuple(ips), routes=tuple(routes), dns=parse_dns(node.obj("dns")))
@@ -67,7 +67,7 @@ def _parse_interface(node: Node) -> Interface:
 
 
 def _parse_ip(node: Node) -> IPConfig:
-    address = node.parsed("address", cidr, required=True)
+    address = node.required("address", cidr)
     gateway = node.parsed("gateway", ip)
     if gateway is not None and gateway.version != address.version:
         raise CniError(Code.INVALID_CONFIG, f"gateway {gateway} at {node.at('gateway')} is not of the "
@@ -77,7 +77,7 @@ def _parse_ip(node: Node) -> IPConfig:
 
 def parse_route(node: Node) -> Route:
     extras = {key: node.integer(key) for key in ROUTE_EXTRAS}
-    return Route(dst=node.parsed("dst", cidr, required=True), gw=node.parsed("gw", ip), **extras)
+    return Route(dst=node.required("dst", cidr), gw=node.parsed("gw", ip), **extras)
 
 
 def parse_dns(node: Node | None) -> DNS:

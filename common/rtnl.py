@@ -124,7 +124,7 @@ def attr_u32(kind: int, value: int) -> bytes:
 
 
 def attr_str(kind: int, value: str) -> bytes:
-    return attr(kind, value.encode() + b"\0")
+    return attr(kind, value.encode("utf-8", "surrogateescape") + b"\0")
 
 
 def nest(kind: int, *attrs: bytes, flags: int = 0) -> bytes:
@@ -157,7 +157,8 @@ def get_u32(attrs: dict[int, bytes], kind: int, default: int = 0) -> int:
 
 
 def get_str(attrs: dict[int, bytes], kind: int) -> str:
-    return attrs.get(kind, b"").split(b"\0", 1)[0].decode(errors="replace")
+    # Names are bytes to the kernel: any byte string round-trips, as a non-UTF-8 CNI_IFNAME does through os.environ
+    return attrs.get(kind, b"").split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
 
 # --- family headers -------------------------------------------------------------------------------------
@@ -235,7 +236,7 @@ class Socket:
     def request(self, kind: int, body: bytes, flags: int = 0) -> list[Message]:
         """Send with NLM_F_ACK; the replies before the ACK (a GET's answer). NetlinkError if refused."""
         seq = self._send(kind, NLM_F_REQUEST | NLM_F_ACK | flags, body)
-        replies = []
+        replies: list[Message] = []
         for msg in self._receive(seq):
             if msg.type == NLMSG_ERROR:
                 check_error(msg)

@@ -12,7 +12,7 @@ import sys
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
     from typing import Callable, Mapping
-    Handler = Callable[[Request], "Result | None"]
+    Handler = Callable[["Request"], "Result | None"]
 
 from . import jsonio
 from . import version as versions

@@ -9,24 +9,11 @@ TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotat
 if TYPE_CHECKING:
     from common.config import IPInterface
 
-from common import netlink, netns, rtnl
+from common import netlink
 from common.errors import CniError, Code
 from common.netlink import IFF_UP, Link
 
 from .addresses import LO
-
-
-class LoopbackHandle(netlink.Handle):
-    """common.netlink's Handle plus the one request it does not have yet: setting a link down."""
-
-    def set_down(self, index: int) -> None:
-        self._link_request(f"setting link {index} down", rtnl.ifinfomsg(index, flags=0, change=IFF_UP))
-
-
-def open_in(path: str) -> LoopbackHandle:
-    """A handle on the namespace at `path` (the socket is created inside it and stays bound to it)."""
-    with netns.entered(path):
-        return LoopbackHandle()
 
 
 def find_lo(handle: netlink.Handle, path: str) -> Link:
@@ -39,7 +26,7 @@ def find_lo(handle: netlink.Handle, path: str) -> Link:
 def bring_up(path: str) -> list[IPInterface]:
     """Set `lo` up and return its addresses, in the kernel's order (after the link is up: IPv6 puts ::1 back
     on an up lo, and drops it when lo goes down)."""
-    with open_in(path) as handle:
+    with netlink.open_in(path) as handle:
         link = find_lo(handle, path)
         handle.set_up(link.index)
         return [address for address, _scope in handle.addresses(link.index)]
@@ -47,10 +34,10 @@ def bring_up(path: str) -> list[IPInterface]:
 
 def bring_down(path: str) -> None:
     """Set `lo` down; its addresses are left alone (the kernel itself drops the IPv6 ones)."""
-    with open_in(path) as handle:
+    with netlink.open_in(path) as handle:
         handle.set_down(find_lo(handle, path).index)
 
 
 def is_up(path: str) -> bool:
-    with open_in(path) as handle:
+    with netlink.open_in(path) as handle:
         return bool(find_lo(handle, path).flags & IFF_UP)

@@ -31,7 +31,7 @@ _NFT_WORDS = {"jump", "goto", "accept", "drop", "reject", "return", "queue", "co
               "masquerade", "redirect", "tproxy"}
 
 
-@record(frozen=True, slots=True)
+@record(frozen=True)
 class Mapping:
     host_port: int
     container_port: int
@@ -48,7 +48,7 @@ class Mapping:
         return None if self.host_ip is None or self.host_ip.is_unspecified else self.host_ip
 
 
-@record(frozen=True, slots=True)
+@record(frozen=True)
 class PortmapConf:
     name: str
     mappings: tuple[Mapping, ...] = ()

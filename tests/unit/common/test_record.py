@@ -50,3 +50,10 @@ def test_bad_arguments(call):
 
 def test_kw_only():
     assert Options(a=1).b == "b"
+
+
+def test_options_it_does_not_implement_are_refused_not_ignored():
+    with pytest.raises(TypeError, match="always frozen"):
+        record(frozen=False)
+    with pytest.raises(TypeError):
+        record(slots=True)  # type: ignore[call-overload]
