@@ -8,7 +8,7 @@ CNITOOL    := $(DIST)/cnitool
 DESTDIR    ?=
 CNI_BIN_DIR ?= /opt/cni/bin
 PYTEST_ARGS ?=
-SOURCES    := $(shell find common cni -name '*.py') build/plugins.spec pyproject.toml
+SOURCES    := $(shell find common cni overlay -name '*.py') build/plugins.spec pyproject.toml
 
 .PHONY: all deps venv build driver test unit demo install bench clean
 
@@ -52,7 +52,11 @@ bench: build driver
 install: $(CNI_BIN)/.stamp
 	install -d $(DESTDIR)$(CNI_BIN_DIR)
 	cp -a $(CNI_BIN)/.pycni $(CNI_BIN)/bridge $(CNI_BIN)/host-local $(CNI_BIN)/portmap \
-		$(CNI_BIN)/loopback $(DESTDIR)$(CNI_BIN_DIR)/
+		$(CNI_BIN)/loopback $(CNI_BIN)/overlay $(DESTDIR)$(CNI_BIN_DIR)/
+	install -d $(DESTDIR)/usr/local/lib $(DESTDIR)/usr/local/bin
+	rm -rf $(DESTDIR)/usr/local/lib/pycni-overlayd
+	cp -a $(DIST)/overlayd $(DESTDIR)/usr/local/lib/pycni-overlayd
+	ln -sfn ../lib/pycni-overlayd/pycni-overlayd $(DESTDIR)/usr/local/bin/pycni-overlayd
 
 clean:
 	rm -rf $(DIST) build/work

@@ -225,6 +225,16 @@ def is_valid_name(text: str) -> bool:
     return bool(text) and text[0] in _ALNUM and all(c in _NAME_CHARS for c in text)
 
 
+def same_text(a: str, b: str) -> bool:
+    """Whether two names are the same once each went through Go's JSON, as names in a prevResult did (libcni
+    re-encodes it): an invalid UTF-8 byte, a lone surrogate in os.environ's reading, is U+FFFD there."""
+    return a == b or _as_go_json_reads(a) == _as_go_json_reads(b)
+
+
+def _as_go_json_reads(text: str) -> str:
+    return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
+
+
 def interface_name_problem(name: str) -> str | None:
     """What makes `name` unusable as a Linux interface name (the kernel's dev_valid_name), None when fine."""
     if len(name.encode("utf-8", "surrogateescape")) > 15:   # bytes, as the kernel counts (os.environ decodes so)

@@ -27,18 +27,28 @@ class NetnsGone(CniError):
         self.path = path
 
 
+class NotANetns(CniError):
+    """The path exists but holds no network namespace (an unmounted bind-mount target, a FIFO, a directory):
+    ADD and CHECK refuse it (code 4); DEL takes it as a namespace already gone."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(Code.INVALID_ENVIRONMENT, f"{path!r} is not a network namespace")
+        self.path = path
+
+
 def _setns(fd: int, path: str) -> None:
     if _libc.setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
         if err == errno.EINVAL:
-            raise CniError(Code.INVALID_ENVIRONMENT, f"{path!r} is not a network namespace")
+            raise NotANetns(path)
         raise CniError(Code.INTERNAL, f"cannot enter network namespace {path!r}: {os.strerror(err)}")
 
 
 def open_netns(path: str) -> int:
-    """An fd for the namespace at path; NetnsGone if it is missing."""
+    """An fd for the namespace at path; NetnsGone if it is missing. O_NONBLOCK: a FIFO (or device) at the path
+    must not hang the plugin in open(); setns then refuses the fd (code 4, not a network namespace)."""
     try:
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except FileNotFoundError:
         raise NetnsGone(path) from None
     except OSError as exc:

@@ -1,4 +1,4 @@
-"""Cost per ADD as allocations accumulate (issue 3: the 2,000th must cost <= 1.2x the first).
+"""Cost per ADD as allocations accumulate (the 2,000th against the first; see docs/benchmarks.md).
 
     python scripts/host-local-growth.py [--count 2000] [--plugin PATH] [--in-process]
 

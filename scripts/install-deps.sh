@@ -10,6 +10,7 @@ PACKAGES=(
   python3-venv                                   # `python3 -m venv` when python3 is Debian's own
   podman runc                                    # tests/e2e/test_podman.py: podman 4.3 (CNI backend) with runc
   containerd                                     # tests/e2e/test_containerd.py: containerd 1.6 with its CRI plugin
+  etcd-server etcd-client                        # tests/e2e/test_overlay.py: the store behind pycni-overlayd (3.4)
 )
 missing=()
 for pkg in "${PACKAGES[@]}"; do

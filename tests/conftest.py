@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 IS_ROOT = os.geteuid() == 0
 # The executables `make build` ships in dist/cni-bin (tests that cover "every plugin" read this).
-SHIPPED_PLUGINS = ("bridge", "host-local", "portmap", "loopback")
+SHIPPED_PLUGINS = ("bridge", "host-local", "portmap", "loopback", "overlay")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

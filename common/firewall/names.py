@@ -12,9 +12,14 @@ MAX_CHAIN = 28  # iptables chain names are at most 28 characters
 
 def chain_name(network: str, container_id: str, prefix: str = "") -> str:
     """Go's utils.FormatChainName / MustFormatChainNameWithPrefix: "CNI-" + prefix + sha512 hex, cut to 28."""
-    digest = sha512((network + container_id).encode()).hexdigest()
+    digest = sha512_hex(network + container_id)
     head = "CNI-" + prefix
     return head + digest[:MAX_CHAIN - len(head)]
+
+
+def sha512_hex(text: str) -> str:
+    """The SHA-512 hex digest of `text`, which hashed names and tags are cut from."""
+    return str(sha512(text.encode()).hexdigest())
 
 
 def go_quote(text: str) -> str:
@@ -37,6 +42,15 @@ def go_quote(text: str) -> str:
     return "".join(out)
 
 
-def trim_comment(comment: str, limit: int = 255) -> str:
-    """iptables comments are at most 256 bytes; the reference cuts to 253 + '...'."""
-    return comment if len(comment) <= limit else comment[:limit - 2] + "..."
+IPT_COMMENT_MAX = 255  # xt_comment holds 256 bytes with the NUL; iptables cuts longer comments silently
+
+
+def trim_comment(comment: str) -> str:
+    """A comment as iptables stores it, hence as iptables-save shows it and as rules are matched by. The
+    reference cuts comments over 255 bytes to 253 + "...", of which iptables keeps 255: 253 + ".."."""
+    return comment if len(comment) <= IPT_COMMENT_MAX else comment[:IPT_COMMENT_MAX - 2] + ".."
+
+
+def is_trimmed(comment: str) -> bool:
+    """Whether a stored comment may be a cut one (its end, and with it a container ID's end, is lost)."""
+    return len(comment) == IPT_COMMENT_MAX and comment.endswith("..")

@@ -86,6 +86,12 @@ def scenario(plugin: str, version: str, data_dir: Path) -> tuple[dict[str, Any],
         return {**base, "prevResult": prev_result(version)}, {}
     if plugin == "loopback":
         return base, {"CNI_IFNAME": "lo"}
+    if plugin == "overlay":   # bridge + host-local over the node subnet that subnet.env names (agent not needed)
+        subnet_file = data_dir.parent / "subnet.env"
+        subnet_file.write_text(f"FLANNEL_NETWORK=10.78.0.0/16\nFLANNEL_SUBNET=10.78.0.1/24\nFLANNEL_MTU=1450\n"
+                               f"FLANNEL_IPMASQ=false\nFLANNEL_IPV6_NETWORK=fd78::/64\nFLANNEL_IPV6_SUBNET={SUBNET6}\n")
+        return {**base, "subnetFile": str(subnet_file), "dataDir": str(data_dir / "overlay"),
+                "delegate": {"bridge": "protobr0"}, "ipam": {"dataDir": str(data_dir)}}, {}
     raise AssertionError(f"no result scenario for {plugin!r}: add one to scenario()")
 
 
@@ -102,7 +108,7 @@ def check_addresses(plugin: str, version: str, data: dict[str, Any], addresses: 
         assert addresses == [ipaddress.ip_interface("10.78.0.5/24"), ipaddress.ip_interface("fd78::5/120")], data
     gateway = data["ip4"]["gateway"] if legacy else data["ips"][0]["gateway"]
     assert gateway == "10.78.0.1", data
-    if plugin == "bridge" and not legacy:
+    if plugin in ("bridge", "overlay") and not legacy:
         eth0 = [i for i in data["interfaces"] if i.get("sandbox") == pod.path]
         assert [i["name"] for i in eth0] == ["eth0"], data
         assert {data["interfaces"][ip["interface"]]["name"] for ip in data["ips"]} == {"eth0"}, data

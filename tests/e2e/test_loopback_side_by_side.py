@@ -132,7 +132,8 @@ CASES = [
     Case("ADD-netns-gone", "ADD", conf(), env={"CNI_NETNS": "{gone}"}, expect="code-3-not-999"),
     Case("CHECK-netns-gone", "CHECK", conf(), env={"CNI_NETNS": "{gone}"}, expect="code-3-not-999"),
     *[Case(f"{verb}-not-a-netns", verb, conf(), env={"CNI_NETNS": "{plain}"}, expect="code-4-not-999")
-      for verb in ("ADD", "DEL", "CHECK")],
+      for verb in ("ADD", "CHECK")],
+    Case("DEL-not-a-netns", "DEL", conf(), env={"CNI_NETNS": "{plain}"}, expect="del-not-a-netns-is-gone"),
     Case("ADD-1.1.0", "ADD", conf("1.1.0"), expect="speaks-1.1.0"),
     Case("GC-1.1.0", "GC", conf("1.1.0", **{"cni.dev/valid-attachments": []}), setup=UP, expect="gc-status"),
     Case("STATUS-1.1.0", "STATUS", conf("1.1.0"), setup=UP, expect="gc-status"),
@@ -245,6 +246,9 @@ def check_difference(case: Case, go: Answer, ours: Answer) -> None:
     elif kind == "code-4-not-999":
         assert (go.code, ours.code) == (999, 4) and go.out["msg"].startswith("unknown FS magic"), go
         assert "is not a network namespace" in ours.out["msg"] and ours.lo == go.lo
+    elif kind == "del-not-a-netns-is-gone":   # ours: an unmounted netns file is a namespace already gone
+        assert go.code == 999 and go.out["msg"].startswith("unknown FS magic"), go
+        assert (ours.status, ours.out) == (0, None), ours
     elif kind == "speaks-1.1.0":              # ours: the 1.0.0 result relabelled, dns omitted when empty
         assert go.code == 1 and go.out["msg"] == "incompatible CNI versions", go
         assert ours.status == 0 and ours.lo == (True, ("127.0.0.1/8", "::1/128")), ours
@@ -287,6 +291,7 @@ def test_every_documented_difference_has_a_case() -> None:
     """A difference listed in check_difference without a case would never be checked."""
     kinds = {case.expect for case in CASES} - {"same", "same-code"}
     assert kinds == {"spec-shape-0.3-0.4", "spec-shape-0.1-0.2", "ips-version-recomputed", "prevResult-converted",
-                     "code-7-not-999", "code-3-not-999", "code-4-not-999", "speaks-1.1.0", "gc-status",
+                     "code-7-not-999", "code-3-not-999", "code-4-not-999", "del-not-a-netns-is-gone", "speaks-1.1.0",
+                     "gc-status",
                      "own-netns-refused"}
     assert len({case.id for case in CASES}) == len(CASES)

@@ -226,11 +226,19 @@ def test_netns_deleted_after_add(host_ns: Any, netns_factory: Callable[[str], An
     assert not os.path.exists(pod.path)
 
 
-@pytest.mark.parametrize("command", ["ADD", "DEL", "CHECK"])
+@pytest.mark.parametrize("command", ["ADD", "CHECK"])
 def test_a_path_that_is_no_netns_is_code_4(host_ns: Any, tmp_path: Path, command: str) -> None:
     plain = tmp_path / "plain"
     plain.write_text("")
     assert failed(cni(host_ns, command, conf(), netns=str(plain))) == (4, f"{str(plain)!r} is not a network namespace")
+
+
+def test_del_takes_a_path_left_holding_no_netns_as_gone(host_ns: Any, tmp_path: Path) -> None:
+    """The empty file an unmounted netns bind mount leaves: DEL succeeds (retries would fail forever otherwise)."""
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    done = cni(host_ns, "DEL", conf(), netns=str(plain))
+    assert (done.status, done.out) == (0, None), done
 
 
 @pytest.mark.parametrize("command", ["ADD", "DEL", "CHECK"])

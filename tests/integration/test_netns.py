@@ -45,3 +45,13 @@ def test_a_regular_file_is_not_a_namespace(tmp_path):
         with netns.entered(str(path)):
             pass
     assert "is not a network namespace" in info.value.msg
+
+
+def test_a_fifo_is_refused_at_once_not_waited_on(tmp_path):
+    """open() of a FIFO blocks until a writer comes; a netns path must never hang a plugin."""
+    path = tmp_path / "fifo"
+    os.mkfifo(path)
+    with pytest.raises(CniError) as info:
+        with netns.entered(str(path)):
+            pass
+    assert info.value.code == 4 and "is not a network namespace" in info.value.msg

@@ -264,3 +264,23 @@ def test_lock_keeps_racing_adds_from_duplicating_jumps(node: Node, tmp_path: Pat
     rules = node.host.run("iptables-save", "-t", "nat").stdout.decode().splitlines()
     assert sum(line.startswith("-A PREROUTING -m addrtype") for line in rules) == 1
     assert sum(line.startswith(":CNI-DN-") for line in rules) == 8
+
+
+def test_nft_conditions_gate_only_their_own_networks_mappings(node: Node) -> None:
+    """The reference put conditionsV4 on the shared prerouting/output jump, so each ADD re-gated every
+    network's mappings with its own conditions; here they are part of the network's DNAT rules."""
+    gated = {**config([WEB], backend="nftables"), "conditionsV4": ["ip", "saddr", "10.88.0.0/24"]}
+    other = {**config([{"hostPort": 8082, "containerPort": 80, "protocol": "tcp"}], backend="nftables"),
+             "name": "othernet"}
+    assert node.plugin("ADD", gated).returncode == 0
+    assert node.connect(node.pod_b, HOST_IP, 8080) == "hello 10.88.0.3"       # 10.88.0.3 passes the condition
+    assert node.connect(node.host, HOST_IP, 8080).startswith("failed")        # 192.0.2.10 does not
+    assert node.plugin("ADD", other).returncode == 0                          # a network without conditions
+    assert node.connect(node.host, HOST_IP, 8082) == f"hello {HOST_IP}"
+    assert node.connect(node.host, HOST_IP, 8080).startswith("failed")        # still gated
+    assert node.plugin("ADD", gated).returncode == 0                          # and the other way round
+    assert node.connect(node.host, HOST_IP, 8082) == f"hello {HOST_IP}"
+    for conf in (gated, other):
+        assert node.plugin("CHECK", conf).returncode == 0
+        assert node.plugin("DEL", conf).returncode == 0
+    assert "dnat" not in node.nft()

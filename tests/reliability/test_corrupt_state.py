@@ -154,35 +154,33 @@ def test_unreadable_data_dir_as_unprivileged_user(tmp_path: Path) -> None:
         assert "Permission denied" in error["msg"] and str(data) in error["msg"], error
 
 
-@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage", "directory", "wrong-types", "symlink"])
-def test_damaged_owner_cache_is_rebuilt(conf: dict[str, Any], net: Path, tmp_path: Path, damage: str) -> None:
-    for i in range(4):
+@pytest.mark.parametrize("left", ["lying", "symlink", "directory"])
+def test_owner_cache_of_an_earlier_version_is_never_trusted(conf: dict[str, Any], net: Path, tmp_path: Path,
+                                                             left: str) -> None:
+    """Earlier pycni kept `<dataDir>/.pycni-owners.<net>`; now every operation reads the files themselves and
+    removes that file (a directory of that name is only ignored), so the dataDir is what the reference keeps."""
+    import marshal
+    for i in range(3):
         add(conf, f"c{i}")
-    deleted(conf, "c1")
     cache = net.parent / f".pycni-owners.{NETWORK}"
-    data = cache.read_bytes()
     victim = tmp_path / "victim"
     victim.write_text("untouched")
-    cache.unlink()
-    if damage == "truncated":
-        cache.write_bytes(data[: len(data) // 2])
-    elif damage == "empty":
-        cache.write_bytes(b"")
-    elif damage == "garbage":
-        cache.write_bytes(os.urandom(300))
-    elif damage == "directory":
-        cache.mkdir()
-    elif damage == "wrong-types":
-        import marshal
-        cache.write_bytes(marshal.dumps({"format": 3, "stamp": 1, "listing": [], "owners": None}))
-    elif damage == "symlink":
+    if left == "lying":     # valid for the old reader (its stamp matches), with c0 owning c1's address too
+        st = os.stat(net)
+        names = {p.name: p.stat().st_ino for p in net.iterdir()}
+        owners = {"10.77.0.2": "c0\r\neth0", "10.77.0.3": "c0\r\neth0", "10.77.0.4": "c2\r\neth0"}
+        cache.write_bytes(marshal.dumps({"format": 3, "stamp": (st.st_dev, st.st_ino, st.st_mtime_ns),
+                                         "listing": names, "owners": owners}))
+    elif left == "symlink":
         cache.symlink_to(victim)
-    assert add(conf, "c4") == "10.77.0.6"
+    else:
+        cache.mkdir()
     deleted(conf, "c0")
-    assert not (net / "10.77.0.2").exists() and (net / "10.77.0.4").exists()
-    (net / "10.77.0.7").write_bytes(b"other\r\neth0")      # a writer that does not know our cache
-    fill(conf, net, {"10.77.0.4", "10.77.0.5", "10.77.0.6", "10.77.0.7"})
+    assert sorted(p.name for p in net.iterdir()) == ["10.77.0.3", "10.77.0.4", "last_reserved_ip.0", "lock"]
+    assert (net / "10.77.0.3").read_bytes() == b"c1\r\neth0"
+    assert cache.is_dir() if left == "directory" else not os.path.lexists(cache)
     assert victim.read_text() == "untouched"
+    fill(conf, net, {"10.77.0.3", "10.77.0.4"})
 
 
 def test_executable_over_damaged_state_answers_spec_json(dist_bin: Path, tmp_path: Path) -> None:
@@ -200,7 +198,6 @@ def test_executable_over_damaged_state_answers_spec_json(dist_bin: Path, tmp_pat
     (net / "last_reserved_ip.0").mkdir()
     (net / "10.77.0.3").write_bytes(b"\xff\x00")
     (net / ".pycni-tmp.7").mkdir()
-    (data / f".pycni-owners.{NETWORK}").write_bytes(b"\x00" * 7)
     done = run("ADD", "c1")
     assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stdout
     assert json.loads(done.stdout)["ips"][0]["address"] == "10.77.0.4/28"

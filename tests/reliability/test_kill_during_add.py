@@ -21,8 +21,9 @@ STEPS = 40
 
 
 def _delays(duration: float) -> list[float]:
-    """STEPS kill points spread from 0 to 110 % of an uninterrupted ADD's duration (seconds)."""
-    return [round(duration * 1.1 * i / (STEPS - 1), 4) for i in range(STEPS)]
+    """STEPS kill points spread from 0 to 110 % of an uninterrupted ADD's duration (seconds), and one at 300 %: on a
+    loaded machine one ADD can take longer than the one measured, and the sweep must also see an ADD finish."""
+    return [round(duration * 1.1 * i / (STEPS - 2), 4) for i in range(STEPS - 1)] + [round(duration * 3, 4)]
 
 
 def _timed(func: Callable[[], Any]) -> float:
@@ -75,9 +76,9 @@ def test_bridge_add_killed_anywhere_is_cleaned_by_del(dist_bin: Path, host_ns: A
     # the sweep really hit the middle of ADDs, not only before start or after the end
     assert sum(o.startswith("killed") for o in outcomes.values()) >= len(outcomes) // 2, outcomes
     assert sum(o == "finished" for o in outcomes.values()) >= 1, outcomes
-    # nothing stray next to the network directory either (temp files of killed writers)
-    leftovers = [p.name for p in data_dir.iterdir() if p.name not in ("relnet", ".pycni-owners.relnet")]
-    assert leftovers == []
+    # nothing stray next to the network directory either, and in it only what the reference keeps
+    assert [p.name for p in data_dir.iterdir()] == ["relnet"]
+    assert sorted(p.name for p in (data_dir / "relnet").iterdir()) == ["last_reserved_ip.0", "lock"]
 
 
 @pytest.mark.parametrize("backend", ["iptables", "nftables"])

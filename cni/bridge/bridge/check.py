@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from common import netlink
+from common.config import same_text
 from common.errors import CniError, Code
 from common.netlink import Handle, Link
 from common.skel import Request
@@ -18,14 +19,15 @@ def fail(msg: str) -> CniError:
 
 def verify(request: Request, conf: BridgeConf, prev: Result) -> None:
     bridge_if = next((i for i in prev.interfaces if i.name == conf.bridge and not i.sandbox), None)
-    cont_if = next((i for i in prev.interfaces if i.name == request.ifname and i.sandbox == request.netns), None)
+    cont_if = next((i for i in prev.interfaces
+                    if same_text(i.name, request.ifname) and same_text(i.sandbox, request.netns)), None)
     if bridge_if is None:
         raise fail(f"prevResult has no interface for bridge {conf.bridge!r}")
     if cont_if is None:
         raise fail(f"prevResult has no interface {request.ifname!r} with sandbox {request.netns!r}")
     with netlink.open_host() as host, netlink.open_in(request.netns) as cont:
         bridge = _bridge(host, bridge_if, conf)
-        inner = _container_link(cont, cont_if)
+        inner = _container_link(cont, cont_if, request.ifname)
         _host_veth(host, prev.interfaces, bridge=bridge, inner=inner)
         _addresses(cont, inner, prev)
         _routes(cont, prev)
@@ -49,8 +51,9 @@ def _bridge(host: Handle, iface: Interface, conf: BridgeConf) -> Link:
     return link
 
 
-def _container_link(cont: Handle, iface: Interface) -> Link:
-    link = cont.link(iface.name)
+def _container_link(cont: Handle, iface: Interface, ifname: str) -> Link:
+    """The link is looked up by CNI_IFNAME, the name's real bytes (prevResult may hold Go's U+FFFD form)."""
+    link = cont.link(ifname)
     if link is None:
         raise fail(f"CNI created interface {iface.name!r} in container {iface.sandbox} not found")
     if link.kind != "veth":

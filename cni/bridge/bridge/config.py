@@ -54,6 +54,40 @@ class BridgeConf:
         return bool(self.vlan or self.vlan_trunk)
 
 
+@record(frozen=True, kw_only=True)
+class TeardownConf:
+    """What DEL and GC need of the config, read so that it refuses nothing.
+
+    They must clean up after any ADD, including the Go plugins' ADD of a config that our ADD refuses (v1.1.1
+    accepts `mtu: -1` and ignores keys it predates: `ipMasqBackend: "foo"`, a malformed `vlanTrunk`). Every
+    other key only shapes what ADD creates, and DEL finds that by CNI_IFNAME, chain name or rule comment.
+    `ipam` is passed on to the IPAM plugin verbatim; its own keys are its business.
+    """
+    name: str
+    ipam_type: str = ""         # "" also when unreadable: no ADD, ours or Go's, delegated with such a config
+    ip_masq: bool = False       # True also when unreadable: tearing down absent rules is a no-op
+    macspoofchk: bool = False   # likewise
+
+    @property
+    def layer3(self) -> bool:
+        return bool(self.ipam_type)
+
+
+def parse_teardown(conf: NetConf) -> TeardownConf:
+    """The one lenient read, for DEL and GC (ADD, CHECK and STATUS use the strict `parse`)."""
+    node = conf.node
+    ipam = node.get("ipam")
+    ipam_type = Node(ipam, "ipam").get("type") if isinstance(ipam, dict) else None
+    return TeardownConf(name=conf.name, ipam_type=ipam_type if isinstance(ipam_type, str) else "",
+                        ip_masq=_maybe(node, "ipMasq"), macspoofchk=_maybe(node, "macspoofchk"))
+
+
+def _maybe(node: Node, key: str) -> bool:
+    """A flag that only gates a cleanup step: anything but absent, null or false means "clean up"."""
+    value = node.get(key)
+    return value is not None and value is not False     # `is`: 0 == False, and 0 is no boolean either
+
+
 def parse(conf: NetConf, cni_args: dict[str, str]) -> BridgeConf:
     node = conf.node
     hairpin, promisc = node.boolean("hairpinMode"), node.boolean("promiscMode")

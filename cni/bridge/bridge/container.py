@@ -49,11 +49,12 @@ def configure(handle: Handle, index: int, result: Result) -> None:
 
 
 def delete_interface(path: str, ifname: str) -> None:
-    """Remove CNI_IFNAME (and with it the host veth). A missing namespace or link is already done."""
+    """Remove CNI_IFNAME (and with it the host veth). A missing namespace or link is already done, and so is
+    a path that is no namespace any more: the empty file left where one was bind-mounted, once unmounted."""
     from common.netlink import open_in
     try:
         handle = open_in(path)
-    except netns.NetnsGone:
+    except (netns.NetnsGone, netns.NotANetns):
         return
     with handle:
         link = handle.link(ifname)

@@ -18,6 +18,7 @@ from common.record import record
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
+    from collections.abc import Set as AbstractSet
     from typing import Any, Iterable, Sequence
 
 from common.config import IPInterface
@@ -119,7 +120,7 @@ def ipt_stale_chains(saved: SavedNat, *, network: str, valid_ids: set[str]) -> l
 # --- nftables ----------------------------------------------------------------------------------------------
 
 def _hash16(text: str) -> str:
-    return sha512(text.encode()).hexdigest()[:16]
+    return sha512(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]   # the name's bytes, as Go hashes them
 
 
 def nft_network_prefix(network: str) -> str:
@@ -172,7 +173,8 @@ def nft_delete(handles: Sequence[int]) -> str:
     return "".join(f"delete rule inet {TABLE} {CHAIN} handle {h}\n" for h in handles)
 
 
-def nft_stale(listing: list[dict[str, Any]] | None, *, network: str, valid: set[tuple[str, str]]) -> list[int]:
+def nft_stale(listing: list[dict[str, Any]] | None, *, network: str,
+              valid: AbstractSet[tuple[str, str]]) -> list[int]:
     """GC: handles of this network's rules whose comment is not one of the valid (container ID, ifname)."""
     keep = {nft_comment(network, ifname, cid) for cid, ifname in valid}
     prefix = nft_network_prefix(network)

@@ -28,11 +28,27 @@ def owner_of(container_id: str, ifname: str) -> str:
     return f"{container_id.strip()}\r\n{ifname}"
 
 
-def _address(name: str) -> IPAddress | None:
+def _address(text: str) -> IPAddress | None:
+    """An address as Go's net.ParseIP reads it (a `last_reserved_ip` hint), v4-mapped as IPv4."""
     try:
-        return canonical(ipaddress.ip_address(name))
+        return canonical(ipaddress.ip_address(text))
     except ValueError:
         return None
+
+
+def address_of(name: str) -> IPAddress | None:
+    """The address an allocation file stands for: its name must be the address's canonical string, what Go's
+    net.IP.String() writes (no zone, no leading zeros, lowercase, v4-mapped written as IPv4). Other names
+    ("10.0.0.09", "2001:DB8::1") are junk the reference never reads as an allocation."""
+    if "%" in name:
+        return None
+    try:
+        addr = ipaddress.ip_address(name)
+    except ValueError:
+        return None
+    if str(addr) != name or getattr(addr, "ipv4_mapped", None) is not None:
+        return None
+    return addr
 
 
 # --- requested addresses (pure) ------------------------------------------------------------------------
@@ -125,7 +141,7 @@ def _reserve(session: Session, range_set: RangeSet, index: int, request: IPAddre
 def _highest_allocated(session: Session, range_set: RangeSet) -> IPAddress | None:
     """Where to continue when `last_reserved_ip` is missing, empty or garbage: after the highest address in use
     in the set. (The reference restarts at the range start and hands out the address freed last at once.)"""
-    used = [a for a in map(_address, session.owners) if a is not None and range_set.contains(a)]
+    used = [a for a in map(address_of, session.owners) if a is not None and range_set.contains(a)]
     return max(used) if used else None  # type: ignore[type-var]
 
 
@@ -137,7 +153,7 @@ def _refuse_duplicate(session: Session, range_set: RangeSet, owner: str) -> None
         return
     for name, holder in session.owners.items():
         if holder in (owner, container_id):
-            addr = _address(name)
+            addr = address_of(name)
             if addr is not None and range_set.contains(addr):
                 raise CniError(Code.INTERNAL, f"{name} has been allocated to {container_id}, duplicate "
                                "allocation is not allowed")
@@ -152,8 +168,9 @@ def _ip_config(addr: IPAddress, r: Range) -> IPConfig:
 def held_by(session: Session, container_id: str, ifname: str) -> list[str]:
     """Addresses of the attachment; files of the legacy format (container ID only) when there are none."""
     owner = owner_of(container_id, ifname)
-    exact = [name for name, holder in session.owners.items() if holder == owner]
-    return exact or [name for name, holder in session.owners.items() if holder == container_id.strip()]
+    exact = [name for name, holder in session.owners.items() if holder == owner and address_of(name) is not None]
+    return exact or [name for name, holder in session.owners.items()
+                     if holder == container_id.strip() and address_of(name) is not None]
 
 
 def release(session: Session, container_id: str, ifname: str) -> list[str]:
@@ -172,7 +189,8 @@ def collect_garbage(session: Session, valid: set[tuple[str, str]]) -> list[str]:
     valid_owners = {owner_of(cid, ifname) for cid, ifname in valid}
     valid_ids = {cid.strip() for cid, _ in valid}
     stale = [name for name, holder in session.owners.items()
-             if holder and holder not in valid_owners and not ("\r\n" not in holder and holder in valid_ids)]
+             if holder and holder not in valid_owners and not ("\r\n" not in holder and holder in valid_ids)
+             and address_of(name) is not None]
     errors = ErrorCollector("GC")
     for name in stale:
         with errors.step(f"releasing {name}"):
@@ -183,7 +201,7 @@ def collect_garbage(session: Session, valid: set[tuple[str, str]]) -> list[str]:
 
 def exhausted(session: Session, range_sets: tuple[RangeSet, ...]) -> list[RangeSet]:
     """Range sets in which no address is free."""
-    taken = [a for a in map(_address, session.owners) if a is not None]
+    taken = [a for a in map(address_of, session.owners) if a is not None]
     full = []
     for range_set in range_sets:
         used = 0

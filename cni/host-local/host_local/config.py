@@ -76,6 +76,15 @@ class IpamConfig:
     requested: tuple[IPAddress, ...]    # CNI_ARGS IP, args.cni.ips, runtimeConfig.ips (concatenated, deduplicated)
 
 
+def teardown_data_dir(conf: NetConf) -> str:
+    """The one key DEL and GC need (the network name is the config's). Read leniently: a config that ADD refuses
+    (a Go plugin may have ADDed it: a gateway outside the subnet, a malformed range) must still be DELed, and a
+    dataDir that is no string falls back to the default, as it could never have been used."""
+    ipam = conf.node.get("ipam")
+    data_dir = Node(ipam, "ipam").get("dataDir") if isinstance(ipam, dict) else None
+    return data_dir if isinstance(data_dir, str) and data_dir else DEFAULT_DATA_DIR
+
+
 def load(conf: NetConf, cni_args: dict[str, str]) -> IpamConfig:
     ipam = conf.node.obj("ipam", required=True)
     assert ipam is not None

@@ -5,6 +5,8 @@ from common.config import describe
 from common.errors import ConfigError
 from common.types import DNS
 
+from . import files
+
 
 def parse_resolv_conf(text: str) -> DNS:
     """nameserver (one each), domain (the last one wins), search and options (all words, accumulated)."""
@@ -29,9 +31,10 @@ def parse_resolv_conf(text: str) -> DNS:
 
 
 def read_resolv_conf(path: str) -> DNS:
+    """The file named by the config (a symlink is fine, /etc/resolv.conf often is one); a FIFO or device there is
+    a wrong value of the key, refused without waiting on it."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return parse_resolv_conf(f.read())
+        return parse_resolv_conf(files.read_regular(path, follow=True).decode("utf-8", "replace"))
     except OSError as exc:
         raise ConfigError(f"cannot read resolvConf {describe(path)} at ipam.resolvConf: "
                           f"{exc.strerror or exc}") from None

@@ -44,8 +44,9 @@ def add(request: Request) -> Result:
 
 
 def delete(request: Request) -> None:
-    conf = load_config(request)
-    with open_store(conf, request.env).session() as session:
+    """Never refuses a config: DEL reads only the dataDir (config.teardown_data_dir)."""
+    store = DiskStore(config.teardown_data_dir(request.conf), request.conf.name, lock_timeout=lock_timeout(request.env))
+    with store.session() as session:
         allocator.release(session, request.container_id, request.ifname)
 
 
@@ -60,9 +61,9 @@ def check(request: Request) -> None:
 
 
 def gc(request: Request) -> None:
-    conf = load_config(request)
     valid = valid_attachments(request.conf.node)
-    with open_store(conf, request.env).session() as session:
+    store = DiskStore(config.teardown_data_dir(request.conf), request.conf.name, lock_timeout=lock_timeout(request.env))
+    with store.session() as session:
         allocator.collect_garbage(session, valid)
 
 

@@ -29,12 +29,13 @@ def add(request: Request) -> Result:
 
 
 def delete(request: Request) -> None:
-    """Best effort, as the spec wants: no CNI_NETNS, or a namespace already gone, is success."""
+    """Best effort, as the spec wants: no CNI_NETNS, or a namespace already gone (the path missing, or left
+    behind holding no namespace), is success."""
     if not request.netns:
         return
     try:
         link.bring_down(request.netns)
-    except netns.NetnsGone:
+    except (netns.NetnsGone, netns.NotANetns):
         return
 
 

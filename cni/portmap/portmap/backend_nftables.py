@@ -4,7 +4,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Collection
     Tables = dict[int, "list[dict[str, Any]] | None"]
 
 from common.config import IPInterface
@@ -27,12 +27,13 @@ def add(host: Host, conf: PortmapConf, container_id: str, ips: list[IPInterface]
     nftables.apply(script, needed_by=NEEDED_BY, runner=host.run)
 
 
-def delete(host: Host, container_id: str) -> None:
-    nftables.apply(rules.delete_script(_both(host), container_id), needed_by=NEEDED_BY, runner=host.run)
+def delete(host: Host, network: str, container_id: str, addresses: Collection[str] | None) -> None:
+    script = rules.delete_script(_both(host), network, container_id, addresses)
+    nftables.apply(script, needed_by=NEEDED_BY, runner=host.run)
 
 
-def gc(host: Host, valid: frozenset[str]) -> None:
-    nftables.apply(rules.gc_script(_both(host), valid), needed_by=NEEDED_BY, runner=host.run)
+def gc(host: Host, network: str, valid: frozenset[str]) -> None:
+    nftables.apply(rules.gc_script(_both(host), network, valid), needed_by=NEEDED_BY, runner=host.run)
 
 
 def _both(host: Host) -> Tables:

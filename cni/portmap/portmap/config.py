@@ -10,7 +10,7 @@ TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotat
 if TYPE_CHECKING:
     from typing import Any
 
-from common.config import IPAddress, IPInterface, NetConf, Node, describe, ip, valid_attachments
+from common.config import IPAddress, IPInterface, NetConf, Node, describe, ip, same_text, valid_attachments
 from common.errors import ConfigError
 from common.types import Result
 
@@ -167,7 +167,7 @@ def container_ips(result: Result, ifname: str) -> tuple[IPInterface | None, IPIn
         idx = ipc.interface
         if idx is not None and 0 <= idx < len(result.interfaces):
             iface = result.interfaces[idx]
-            if iface.name != ifname or not iface.sandbox:
+            if not same_text(iface.name, ifname) or not iface.sandbox:
                 continue
         found[ipc.version] = ipc.address
     return found.get(4), found.get(6)

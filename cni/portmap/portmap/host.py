@@ -10,7 +10,9 @@ import sys
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
-    from typing import Any, Callable, Iterator
+    from typing import Any, Callable, Iterator, Sequence
+
+    from common.config import IPInterface
 
 from common import exec as execs
 from common import flock
@@ -79,13 +81,17 @@ def enable_route_localnet(host: Host, container_ip: str) -> None:
         raise CniError(Code.INTERNAL, f"unable to enable route_localnet on {dev}: {exc.strerror}") from None
 
 
-def flush_udp_conntrack(host: Host, ports: list[int], families: list[int]) -> None:
-    """Forget UDP flows to the host ports so new packets meet the new DNAT rules. Only logged on failure;
-    conntrack exits 1 when it deleted nothing."""
-    for family in families:
+def flush_udp_conntrack(host: Host, ports: list[int], families: list[int], *,
+                        replies_from: Sequence[IPInterface] = ()) -> None:
+    """Forget UDP flows to the host ports so that new packets meet the new rules. ADD: all flows of the
+    ports' families. DEL: only the flows the container answered (`replies_from` its addresses, when known), not
+    those of another container mapped on the same port. Only logged on failure; conntrack exits 1 when it
+    deleted nothing."""
+    scopes: list[tuple[int, list[str]]] = [(ip.version, ["--reply-src", str(ip.ip)]) for ip in replies_from]
+    for family, only in scopes or [(f, []) for f in families]:
         for port in dict.fromkeys(ports):
             argv = ["conntrack", "-D", "-f", "ipv4" if family == 4 else "ipv6", "-p", "udp",
-                    "--orig-port-dst", str(port)]
+                    "--orig-port-dst", str(port), *only]
             try:
                 done = host.run(argv, needed_by="portmap (UDP conntrack cleanup)")
             except CniError as exc:

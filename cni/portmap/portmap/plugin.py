@@ -46,6 +46,7 @@ def delete(req: Request, host: Host) -> None:
         conf = config.parse(req.conf)
     except ConfigError:   # DEL is best-effort: remove whatever this container has, by name and ID
         conf = PortmapConf(name=req.conf.name)
+    ips = _del_ips(req)
     with locked(host):
         backend, cache = _resolve(host, conf, lambda: _chains("delete_read_chains", conf.name, req.container_id))
         if backend == "iptables":
@@ -53,8 +54,8 @@ def delete(req: Request, host: Host) -> None:
             backend_iptables.delete(host, conf.name, req.container_id, cache)
         else:
             from . import backend_nftables
-            backend_nftables.delete(host, req.container_id)
-    flush_udp_conntrack(host, _udp_ports(conf), _families(req))
+            backend_nftables.delete(host, conf.name, req.container_id, [str(ip.ip) for ip in ips] or None)
+    flush_udp_conntrack(host, _udp_ports(conf), [4, 6], replies_from=ips)
     return None
 
 
@@ -82,7 +83,7 @@ def gc(req: Request, host: Host) -> None:
             backend_iptables.gc(host, conf.name, valid, cache)
         else:
             from . import backend_nftables
-            backend_nftables.gc(host, valid)
+            backend_nftables.gc(host, conf.name, valid)
     return None
 
 
@@ -127,14 +128,14 @@ def _udp_ports(conf: PortmapConf) -> list[int]:
     return [m.host_port for m in conf.mappings if m.protocol == "udp"]
 
 
-def _families(req: Request) -> list[int]:
-    """DEL: the families of prevResult's container addresses; both when prevResult is absent or unusable."""
+def _del_ips(req: Request) -> list[IPInterface]:
+    """DEL: prevResult's container addresses; [] when prevResult is absent or unusable (then nothing tells
+    this network's container address apart from another network's)."""
     try:
         prev = req.prev_result()
     except ConfigError:
         prev = None
-    ips = _container_ips(prev, req.ifname) if prev is not None else []
-    return [ip.version for ip in ips] or [4, 6]
+    return _container_ips(prev, req.ifname) if prev is not None else []
 
 
 def make_plugin(host: Host | None = None) -> Plugin:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from common.config import IPInterface
 from common.firewall.iptables import SavedTable, deletion, quote, rule_comment
-from common.firewall.names import chain_name, trim_comment
+from common.firewall.names import chain_name, is_trimmed, trim_comment
 
 from .config import Mapping, PortmapConf
 
@@ -162,24 +162,36 @@ def container_chains(network: str, container_id: str) -> list[str]:
     return [dn_chain(network, container_id), sn_chain(network, container_id)]
 
 
-def stale_container_ids(saved: SavedTable, network: str, valid: frozenset[str]) -> list[str]:
-    """Containers of this network with a DNAT jump whose ID is not in GC's valid list. The comment names the
-    container; the jump target must be that container's chain hash, so a trimmed or forged comment is ignored."""
+def stale_chains(saved: SavedTable, network: str, valid: frozenset[str]) -> list[str]:
+    """GC: the per-container chains of this network's containers that are not in the valid list.
+
+    A DNAT jump is this network's when its comment names the network; its target, the hash of network and
+    container ID, says which container it is, whatever the ID's length. That target is what is compared with
+    the valid containers' chains: a long ID's comment is cut at 255 bytes (as the Go plugin's), and two IDs that
+    differ only past the cut share one. A complete comment must also name the container whose chain is the
+    target (a forged or damaged one is ignored), and gives its legacy CNI-SN chain."""
     prefix = f'dnat name: "{network}" id: "'
+    keep = {dn_chain(network, cid) for cid in valid}
     stale: list[str] = []
     for line in saved.rules_of(DNAT_CHAIN):
-        text = rule_comment(line)
-        if not text or not text.startswith(prefix) or not text.endswith('"'):
+        text, target = rule_comment(line), _target(line)
+        if not text or not text.startswith(prefix) or target in keep or target in stale:
             continue
         cid = text[len(prefix):-1]
-        if cid not in valid and cid not in stale and line.endswith(f" -j {dn_chain(network, cid)}"):
-            stale.append(cid)
+        if text.endswith('"') and target == dn_chain(network, cid):
+            stale += [target, sn_chain(network, cid)]
+        elif is_trimmed(text) and target.startswith("CNI-DN-"):
+            stale.append(target)
     return stale
 
 
+def _target(line: str) -> str:
+    words = line.split()
+    return words[-1] if len(words) > 2 and words[-2] in ("-j", "-g") else ""
+
+
 def gc_script(saved: SavedTable, network: str, valid: frozenset[str]) -> str:
-    chains = [c for cid in stale_container_ids(saved, network, valid) for c in container_chains(network, cid)]
-    return delete_script(saved, chains)
+    return delete_script(saved, stale_chains(saved, network, valid))
 
 
 # --- CHECK ------------------------------------------------------------------------------------------------

@@ -168,3 +168,14 @@ def test_status_counts_only_addresses_inside_the_set_excluding_gateway() -> None
     assert allocator.exhausted(store, (SMALL,)) == []
     store.owners["10.0.0.6"] = "c6\r\neth0"
     assert allocator.exhausted(store, (SMALL,)) == [SMALL]
+
+
+def test_names_that_are_no_canonical_address_are_never_released_counted_or_refused() -> None:
+    """The store reads any name made of address characters; only canonical address strings are allocations."""
+    junk = {"010.0.0.2": "c1\r\neth0", "10.0.0.300": "c1\r\neth0", "fd00::0009": "c1\r\neth0", "::ffff:a00:3": "c1"}
+    store = MemoryStore(owners=dict(junk))
+    assert allocator.held_by(store, "c1", "eth0") == []
+    assert allocator.release(store, "c1", "eth0") == []
+    assert allocator.collect_garbage(store, set()) == []
+    assert add(store, (SMALL,), "c1") == ["10.0.0.2/29"]        # no duplicate, despite the junk naming c1
+    assert store.owners == {**junk, "10.0.0.2": "c1\r\neth0"}

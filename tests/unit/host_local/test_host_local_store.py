@@ -1,8 +1,7 @@
-"""The disk store on a temp dir: exact names, bytes and modes; the lock; the owner cache; hostile entries."""
+"""The disk store on a temp dir: exact names, bytes and modes; the lock; owners read whole; hostile entries."""
 from __future__ import annotations
 
 import fcntl
-import marshal
 import os
 import stat
 from pathlib import Path
@@ -10,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from common.errors import CniError, Code
-from host_local.store import DiskStore, is_ip_name
+from host_local.allocator import address_of
+from host_local.store import DiskStore
 
 
 def mode(path: Path) -> int:
@@ -65,71 +65,92 @@ def test_foreign_files_are_read_and_junk_is_ignored(store: DiskStore, tmp_path: 
     (tmp_path / "secret").write_bytes(b"cid\r\neth0")
     (net / "10.0.0.9").symlink_to(tmp_path / "secret")         # taken, but never followed
     with store.session() as s:
-        assert s.owners == {"10.0.0.7": "go-cid\r\neth0", "10.0.0.8": "legacy-cid", "10.0.0.9": ""}
+        # "010.0.0.9" has only address characters, so it is read; the allocator never treats it as an address
+        assert s.owners == {"10.0.0.7": "go-cid\r\neth0", "10.0.0.8": "legacy-cid", "10.0.0.9": "",
+                            "010.0.0.9": "not canonical"}
         assert s.last_reserved(0) == "10.0.0.8"
     assert not (net / ".pycni-tmp.99999").exists()
 
 
-def test_cache_is_used_while_the_directory_is_unchanged(store: DiskStore, tmp_path: Path) -> None:
+def test_nothing_is_kept_beside_the_network_directory(store: DiskStore, tmp_path: Path) -> None:
     with store.session() as s:
         s.reserve("10.0.0.2", "cid\r\neth0", 0)
-    cache = tmp_path / ".pycni-owners.net1"
-    data = marshal.loads(cache.read_bytes())
-    assert data["owners"] == {"10.0.0.2": "cid\r\neth0"}
-    assert set(data["listing"]) == {"10.0.0.2", "last_reserved_ip.0", "lock"}
-    data["owners"]["10.0.0.2"] = "from-cache\r\neth0"   # prove the next session trusts it without reading
-    cache.write_bytes(marshal.dumps(data))
-    with store.session() as s:
-        assert s.owners == {"10.0.0.2": "from-cache\r\neth0"}
+        s.release("10.0.0.2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net1"]
+    assert sorted(p.name for p in (tmp_path / "net1").iterdir()) == ["last_reserved_ip.0", "lock"]
 
 
-def test_cache_is_ignored_after_a_foreign_change(store: DiskStore, tmp_path: Path) -> None:
-    with store.session() as s:
-        s.reserve("10.0.0.2", "cid\r\neth0", 0)
-    net = tmp_path / "net1"
-    os.unlink(net / "10.0.0.2")                        # another plugin releases and reallocates the address
-    (net / "10.0.0.2").write_bytes(b"new\r\neth0")
-    (net / "10.0.0.3").write_bytes(b"go\r\neth0")
-    with store.session() as s:
-        assert s.owners == {"10.0.0.2": "new\r\neth0", "10.0.0.3": "go\r\neth0"}
-
-
-def test_cache_entry_of_a_recreated_file_is_not_trusted_even_in_the_same_tick(store: DiskStore,
-                                                                              tmp_path: Path) -> None:
+def test_every_session_reads_the_files_as_they_are_now(store: DiskStore, tmp_path: Path) -> None:
+    """Another plugin releases and reallocates within the same timestamp tick, reusing the inode: seen at once."""
     with store.session() as s:
         s.reserve("10.0.0.2", "cid\r\neth0", 0)
         s.reserve("10.0.0.3", "cid2\r\neth0", 0)
     net = tmp_path / "net1"
     before = os.stat(net)
     os.unlink(net / "10.0.0.2")
-    (net / "10.0.0.9").write_bytes(b"x\r\neth0")          # takes a fresh inode ...
     (net / "10.0.0.2").write_bytes(b"new\r\neth0")
-    os.utime(net, ns=(before.st_atime_ns, before.st_mtime_ns))   # ... and the directory looks unchanged
-    with store.session() as s:
-        assert s.owners == {"10.0.0.2": "new\r\neth0", "10.0.0.3": "cid2\r\neth0", "10.0.0.9": "x\r\neth0"}
-
-
-def test_release_never_frees_an_address_whose_file_names_another_owner(store: DiskStore, tmp_path: Path) -> None:
-    with store.session() as s:
-        s.reserve("10.0.0.2", "old\r\neth0", 0)
-    net = tmp_path / "net1"
-    before = os.stat(net)
-    (net / "10.0.0.2").write_bytes(b"new\r\neth0")     # same inode, same directory mtime: the cache is stale
+    (net / "10.0.0.3").write_bytes(b"rewritten\r\neth0")       # in place, as Go 1.1.1 writes
     os.utime(net, ns=(before.st_atime_ns, before.st_mtime_ns))
     with store.session() as s:
-        assert s.owners["10.0.0.2"] == "old\r\neth0"
-        s.release("10.0.0.2")
-        assert s.owners["10.0.0.2"] == "new\r\neth0"
-    assert (net / "10.0.0.2").read_bytes() == b"new\r\neth0"
+        assert s.owners == {"10.0.0.2": "new\r\neth0", "10.0.0.3": "rewritten\r\neth0"}
 
 
-def test_unreadable_cache_is_rebuilt(store: DiskStore, tmp_path: Path) -> None:
+@pytest.mark.parametrize("length", [4089, 4090, 4096, 5000, 200_000])
+def test_long_owners_are_read_whole(store: DiskStore, tmp_path: Path, length: int) -> None:
+    owner = "c" * length + "\r\neth0"
     with store.session() as s:
-        s.reserve("10.0.0.2", "cid\r\neth0", 0)
-    (tmp_path / ".pycni-owners.net1").write_bytes(b"\xfb broken")
+        assert s.reserve("10.0.0.2", owner, 0)
+    assert (tmp_path / "net1" / "10.0.0.2").read_bytes() == owner.encode()
     with store.session() as s:
-        assert s.owners == {"10.0.0.2": "cid\r\neth0"}
-    assert marshal.loads((tmp_path / ".pycni-owners.net1").read_bytes())["owners"] == {"10.0.0.2": "cid\r\neth0"}
+        assert s.owners == {"10.0.0.2": owner}
+
+
+def test_a_file_larger_than_any_owner_is_a_holder_we_do_not_know(store: DiskStore, tmp_path: Path) -> None:
+    (tmp_path / "net1").mkdir()
+    (tmp_path / "net1" / "10.0.0.2").write_bytes(b"x" * (2 << 20))
+    with store.session() as s:
+        assert s.owners == {"10.0.0.2": ""}
+
+
+def test_owners_are_compared_as_bytes(store: DiskStore, tmp_path: Path) -> None:
+    """A non-UTF-8 ifname (os.environ gives it with surrogate escapes) is written and read back unchanged."""
+    ifname = b"eth\xff".decode("utf-8", "surrogateescape")
+    with store.session() as s:
+        assert s.reserve("10.0.0.2", f"cid\r\n{ifname}", 0)
+    assert (tmp_path / "net1" / "10.0.0.2").read_bytes() == b"cid\r\neth\xff"
+    with store.session() as s:
+        assert s.owners == {"10.0.0.2": f"cid\r\n{ifname}"}
+
+
+@pytest.mark.parametrize("name", ["lock", "10.0.0.2", "last_reserved_ip.0"])
+def test_a_fifo_in_place_of_a_file_never_blocks(store: DiskStore, tmp_path: Path, name: str) -> None:
+    (tmp_path / "net1").mkdir()
+    os.mkfifo(tmp_path / "net1" / name)
+    if name == "lock":
+        with pytest.raises(CniError) as info:
+            with store.session():
+                pass
+        assert info.value.code == Code.IO_FAILURE
+        assert info.value.msg == f"opening {tmp_path}/net1/lock: not a regular file (a FIFO)"
+        return
+    with store.session() as s:
+        assert s.last_reserved(0) is None
+        assert s.owners == ({"10.0.0.2": ""} if name == "10.0.0.2" else {})
+
+
+def test_a_full_disk_is_an_io_error_and_leaves_no_temp_file(store: DiskStore, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(fd: int, data: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    with store.session() as s:
+        monkeypatch.setattr(os, "write", full)
+        with pytest.raises(CniError) as info:
+            s.reserve("10.0.0.2", "cid\r\neth0", 0)
+        monkeypatch.undo()
+    assert (info.value.code, info.value.msg) == (Code.IO_FAILURE, f"cannot write {tmp_path}/net1/10.0.0.2: "
+                                                                  "No space left on device")
+    assert sorted(p.name for p in (tmp_path / "net1").iterdir()) == ["lock"]
 
 
 def test_lock_timeout_is_try_again_naming_the_lock(store: DiskStore, tmp_path: Path) -> None:
@@ -170,6 +191,6 @@ def test_symlinked_network_directory_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name,expected", [("10.0.0.1", True), ("2001:db8::1", True), ("2001:DB8::1", False),
                                            ("lock", False), ("last_reserved_ip.0", False), ("10.0.0.01", False),
                                            (".pycni-tmp.1", False), ("::1", True),
-                                           ("fe80::1%eth0", False)])
+                                           ("fe80::1%eth0", False), ("::ffff:a00:1", False)])
 def test_ip_names_are_canonical_strings(name: str, expected: bool) -> None:
-    assert is_ip_name(name) is expected
+    assert (address_of(name) is not None) is expected

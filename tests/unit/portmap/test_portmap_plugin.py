@@ -121,6 +121,16 @@ def test_del_removes_both_families_and_flushes_udp_conntrack(tmp_path: Path) -> 
     assert fake.reads("iptables") == fake.reads("ip6tables") == {"CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-SNAT",
                                                                  "POSTROUTING", DN, "CNI-SN-" + DN[7:]}
     assert fake.programs[-1] == "conntrack -D" and not any("restore" in p for p in fake.programs)
+    # only the flows the container answered: another network's container may map the same port
+    assert fake.calls[-1][0] == ["conntrack", "-D", "-f", "ipv4", "-p", "udp", "--orig-port-dst", "5353",
+                                 "--reply-src", "10.4.0.5"]
+
+
+def test_del_without_prev_result_flushes_the_ports_in_both_families(tmp_path: Path) -> None:
+    fake = FakeHost(tmp_path)
+    assert _call(fake, {"runtimeConfig": MAPS, "backend": "nftables"}, "DEL") == (0, None)
+    assert [argv for argv, _ in fake.calls if argv[0] == "conntrack"] == [
+        ["conntrack", "-D", "-f", family, "-p", "udp", "--orig-port-dst", "5353"] for family in ("ipv4", "ipv6")]
 
 
 def test_check_reports_missing_rules(tmp_path: Path) -> None:

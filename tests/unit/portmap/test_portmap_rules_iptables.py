@@ -105,7 +105,7 @@ def test_delete_script_is_empty_when_the_container_has_no_rules() -> None:
 
 def test_gc_removes_containers_of_this_network_missing_from_the_valid_list() -> None:
     saved = parse_save(SAVED)
-    assert rules.stale_container_ids(saved, "mynet", frozenset({CID, "def456"})) == ["ghi789"]
+    assert rules.stale_chains(saved, "mynet", frozenset({CID, "def456"})) == [GONE_DN, rules.sn_chain("mynet", "ghi789")]
     lines = rules.gc_script(saved, "mynet", frozenset({CID, "def456"})).splitlines()
     assert lines == [
         "*nat",
@@ -132,3 +132,40 @@ def test_check_passes_on_the_reference_layout_and_names_what_is_missing() -> Non
     assert missing[-1] == f"jumps from CNI-HOSTPORT-DNAT to {DN}"
     assert rules.check(conf, "nobody", ip, saved) == [
         f"chain {rules.dn_chain('mynet', 'nobody')} not found in table nat"]
+
+
+# Two containers whose IDs (300 characters) differ only at the end: iptables keeps 255 bytes of a comment, so
+# both jumps carry the same cut comment, as the Go plugin leaves them too. Only the jump targets differ.
+LONG_KEEP, LONG_GONE = "a" * 300, "a" * 299 + "b"
+CUT = 'dnat name: \\"mynet\\" id: \\"' + "a" * (253 - len('dnat name: "mynet" id: "')) + '..'
+LONG_SAVED = "\n".join([
+    "*nat", ":CNI-HOSTPORT-DNAT - [0:0]",
+    *(f":{rules.dn_chain('mynet', cid)} - [0:0]" for cid in (LONG_KEEP, LONG_GONE)),
+    *(f"-A {rules.dn_chain('mynet', cid)} -p tcp -m tcp --dport {port} -j DNAT --to-destination 10.4.0.{port % 10}:80"
+      for cid, port in ((LONG_KEEP, 8081), (LONG_GONE, 8082))),
+    *(f'-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "{CUT}" -m multiport --dports {port} '
+      f"-j {rules.dn_chain('mynet', cid)}" for cid, port in ((LONG_KEEP, 8081), (LONG_GONE, 8082))),
+    "COMMIT", ""])
+
+
+def test_comments_are_cut_as_iptables_stores_them() -> None:
+    assert rules.comment("mynet", LONG_KEEP) == CUT.replace('\\"', '"')
+    assert len(rules.comment("mynet", LONG_KEEP)) == 255
+    assert rules.comment("mynet", CID) == 'dnat name: "mynet" id: "abc123"'
+
+
+def test_gc_tells_long_ids_apart_by_their_chain() -> None:
+    saved = parse_save(LONG_SAVED)
+    gone = rules.dn_chain("mynet", LONG_GONE)
+    assert rules.stale_chains(saved, "mynet", frozenset({LONG_KEEP})) == [gone]
+    assert rules.gc_script(saved, "mynet", frozenset({LONG_KEEP})).splitlines() == [
+        "*nat", f'-D CNI-HOSTPORT-DNAT -p tcp -m comment --comment "{CUT}" -m multiport --dports 8082 -j {gone}',
+        f"-F {gone}", f"-X {gone}", "COMMIT"]
+    assert rules.gc_script(saved, "mynet", frozenset({LONG_KEEP, LONG_GONE})) == ""
+    assert rules.gc_script(saved, "othernet", frozenset()) == ""
+
+
+def test_check_finds_the_jump_of_a_long_id() -> None:
+    conf = PortmapConf(name="mynet", mappings=(Mapping(8081, 80, "tcp"),), snat=False)
+    missing = rules.check(conf, LONG_KEEP, IP4, parse_save(LONG_SAVED))
+    assert not [m for m in missing if "jumps from" in m], missing
