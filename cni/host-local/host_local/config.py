@@ -130,8 +130,12 @@ def _range_set(value: Any, path: str) -> RangeSet:
 
 
 def parse_range(node: Node) -> Range:
-    subnet = node.parsed("subnet", network, required=True)
-    assert subnet is not None
+    subnet = node.required("subnet", network)
+    mapped = getattr(subnet.network_address, "ipv4_mapped", None)
+    if mapped is not None:   # Go refuses it too ("IPNet IP and Mask version mismatch"); it would hand out IPv6
+        hint = f" ({mapped}/{subnet.prefixlen - 96})" if subnet.prefixlen >= 96 else ""
+        raise ConfigError(f"invalid subnet {describe(node.get('subnet'))} at {node.at('subnet')}: an IPv4-mapped IPv6 "
+                          f"subnet; write the IPv4 subnet{hint}")
     if subnet.prefixlen > subnet.max_prefixlen - 2:
         raise ConfigError(f"subnet {describe(str(subnet))} at {node.at('subnet')} is too small to allocate from "
                           f"(at most /{subnet.max_prefixlen - 2})")

@@ -135,3 +135,13 @@ def test_bad_cni_args_ip() -> None:
     with pytest.raises(CniError) as info:
         load({"subnet": "10.0.0.0/24"}, cni_args={"IP": "x"})
     assert (info.value.code, info.value.msg) == (7, "invalid IP address 'x' at CNI_ARGS IP")
+
+
+@pytest.mark.parametrize("subnet, hint", [("::ffff:10.1.0.0/120", "(10.1.0.0/24)"), ("::ffff:0:0/96", "(0.0.0.0/0)")])
+def test_ipv4_mapped_ipv6_subnets_are_refused_as_go_refuses_them(subnet: str, hint: str) -> None:
+    """Go: "IPNet IP and Mask version mismatch"; accepting it would hand IPv6 ::ffff:a.b.c.d addresses out."""
+    with pytest.raises(CniError) as info:
+        load({"ranges": [[{"subnet": subnet}]]})
+    assert info.value.code == Code.INVALID_CONFIG
+    assert info.value.msg.startswith(f"invalid subnet '{subnet}' at ipam.ranges[0][0].subnet: an IPv4-mapped")
+    assert info.value.msg.endswith(hint)
