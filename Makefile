@@ -8,9 +8,9 @@ CNITOOL    := $(DIST)/cnitool
 DESTDIR    ?=
 CNI_BIN_DIR ?= /opt/cni/bin
 PYTEST_ARGS ?=
-SOURCES    := $(shell find common cni overlay -name '*.py') build/plugins.spec pyproject.toml
+SOURCES    := $(shell find common cni overlay cli -name '*.py') build/plugins.spec pyproject.toml
 
-.PHONY: all deps venv build driver test unit demo install bench clean
+.PHONY: all deps venv build driver lint test unit demo install bench clean
 
 all: build driver
 
@@ -36,8 +36,15 @@ $(CNITOOL): tests/driver/main.go tests/driver/build.sh
 
 driver: deps $(CNITOOL)
 
-# Everything: unit (no root), integration (root, throwaway namespaces), e2e (built executables via libcni).
-test: build driver
+# Static checks, configured in pyproject.toml: mypy --strict, then ruff (lint and import order). Every
+# cni/<plugin>/main.py is module `main`, so each is checked on its own run (the others come from mypy's cache).
+lint: deps venv
+	$(VENV)/bin/mypy
+	for entry in cni/*/main.py; do $(VENV)/bin/mypy --no-error-summary $$entry || exit 1; done
+	$(VENV)/bin/ruff check
+
+# Everything: lint, then unit (no root), integration (root, throwaway namespaces), e2e (built executables via libcni).
+test: build driver lint
 	$(PY) -m pytest $(PYTEST_ARGS) tests
 
 unit: venv
@@ -57,6 +64,9 @@ install: $(CNI_BIN)/.stamp
 	rm -rf $(DESTDIR)/usr/local/lib/pycni-overlayd
 	cp -a $(DIST)/overlayd $(DESTDIR)/usr/local/lib/pycni-overlayd
 	ln -sfn ../lib/pycni-overlayd/pycni-overlayd $(DESTDIR)/usr/local/bin/pycni-overlayd
+	rm -rf $(DESTDIR)/usr/local/lib/pycni
+	cp -a $(DIST)/pycni $(DESTDIR)/usr/local/lib/pycni
+	ln -sfn ../lib/pycni/pycni $(DESTDIR)/usr/local/bin/pycni
 
 clean:
 	rm -rf $(DIST) build/work

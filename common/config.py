@@ -9,13 +9,13 @@ import ipaddress
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
-    from typing import Any, Callable, Iterator, TypeVar
+    from collections.abc import Callable, Iterator
+    from typing import Any, Literal, TypeVar, overload
     T = TypeVar("T")
 
 from . import jsonio
 from .errors import CniError, Code, ConfigError
 from .record import record
-
 
 NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$"   # network names and container IDs (the spec's rule)
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
@@ -94,9 +94,20 @@ class Node:
                               f"{describe(value)}")
         return value
 
+    if TYPE_CHECKING:   # a default or required=True: never None
+        @overload
+        def string(self, key: str, default: str, *, required: bool = False,
+                   choices: tuple[str, ...] | None = None) -> str: ...
+        @overload
+        def string(self, key: str, default: None = None, *, required: Literal[True],
+                   choices: tuple[str, ...] | None = None) -> str: ...
+        @overload
+        def string(self, key: str, default: str | None = None, *, required: bool = False,
+                   choices: tuple[str, ...] | None = None) -> str | None: ...
+
     def string(self, key: str, default: str | None = None, *, required: bool = False,
-               choices: tuple[str, ...] | None = None) -> Any:
-        value = self._typed(key, str, "string", default, required)
+               choices: tuple[str, ...] | None = None) -> str | None:
+        value: str | None = self._typed(key, str, "string", default, required)
         if choices is not None and value is not None and value not in choices:
             raise ConfigError(f"invalid value {describe(value)} at {self.at(self.key_of(key))}: "
                               f"expected one of {list(choices)}")
@@ -105,24 +116,35 @@ class Node:
     def boolean(self, key: str, default: bool = False) -> bool:
         return bool(self._typed(key, bool, "boolean", default, False))
 
+    if TYPE_CHECKING:   # a default or required=True: never None
+        @overload
+        def integer(self, key: str, default: int, *, minimum: int | None = None, maximum: int | None = None,
+                    required: bool = False) -> int: ...
+        @overload
+        def integer(self, key: str, default: None = None, *, minimum: int | None = None,
+                    maximum: int | None = None, required: Literal[True]) -> int: ...
+        @overload
+        def integer(self, key: str, default: int | None = None, *, minimum: int | None = None,
+                    maximum: int | None = None, required: bool = False) -> int | None: ...
+
     def integer(self, key: str, default: int | None = None, *, minimum: int | None = None,
-                maximum: int | None = None, required: bool = False) -> Any:
-        value = self._typed(key, (int, float), "integer", default, required)
-        if value is None:
+                maximum: int | None = None, required: bool = False) -> int | None:
+        found: int | float | None = self._typed(key, (int, float), "integer", default, required)
+        if found is None:
             return None
-        if isinstance(value, float) and not value.is_integer():
-            raise ConfigError(f"expected integer at {self.at(self.key_of(key))}, got {describe(value)}")
-        value = int(value)
+        if isinstance(found, float) and not found.is_integer():
+            raise ConfigError(f"expected integer at {self.at(self.key_of(key))}, got {describe(found)}")
+        value = int(found)
         if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
             raise ConfigError(f"{describe(value)} out of range at {self.at(self.key_of(key))}: "
                               f"expected {minimum}..{maximum}")
         return value
 
-    def obj(self, key: str, *, required: bool = False) -> "Node | None":
+    def obj(self, key: str, *, required: bool = False) -> Node | None:
         value = self._typed(key, dict, "object", None, required)
         return None if value is None else Node(value, self.at(self.key_of(key)))
 
-    def obj_or_empty(self, key: str) -> "Node":
+    def obj_or_empty(self, key: str) -> Node:
         return self.obj(key) or Node({}, self.at(key))
 
     def items(self, key: str) -> Iterator[tuple[str, Any]]:
@@ -131,7 +153,7 @@ class Node:
         path = self.at(self.key_of(key))
         return ((f"{path}[{i}]", v) for i, v in enumerate(values))
 
-    def objects(self, key: str) -> list["Node"]:
+    def objects(self, key: str) -> list[Node]:
         return [Node(value, path) for path, value in self.items(key)]
 
     def strings(self, key: str) -> list[str]:

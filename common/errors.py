@@ -73,7 +73,7 @@ class ErrorCollector:
         self.what = what
         self.failures: list[tuple[str, Exception]] = []
 
-    def step(self, name: str) -> "_Step":
+    def step(self, name: str) -> _Step:
         return _Step(self, name)
 
     def raise_if_any(self) -> None:

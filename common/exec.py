@@ -15,8 +15,14 @@ from .record import record
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
-    from typing import Callable, Mapping, Sequence
-    Runner = Callable[..., "Completed"]
+    from collections.abc import Mapping, Sequence
+    from typing import Protocol
+
+    class Runner(Protocol):
+        """What runs a program: `run` itself, or a test's fake."""
+
+        def __call__(self, argv: Sequence[str], *, input: bytes = ..., env: Mapping[str, str] | None = ...,
+                     timeout: float = ..., needed_by: str = ...) -> Completed: ...
 
 # Where tools are looked for when PATH is not set at all (as execvp does); a set PATH is searched alone, as Go does.
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -10,7 +10,7 @@ from .errors import CniError, Code, TryAgainError
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
-    from typing import Mapping
+    from collections.abc import Mapping
 
 ENV_TIMEOUT = "PYCNI_LOCK_TIMEOUT"
 

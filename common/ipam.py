@@ -9,7 +9,7 @@ import sys
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
-    from typing import Mapping
+    from collections.abc import Mapping
 
 from . import exec as execs
 from . import jsonio
@@ -75,7 +75,7 @@ def is_bundled(binary: str) -> bool:
     except OSError:
         return False
     try:    # the builtin module: hashlib would load OpenSSL (~3 ms)
-        from _sha512 import sha512  # type: ignore[import-not-found]
+        from _sha512 import sha512
     except ImportError:  # pragma: no cover - a Python built without it
         from hashlib import sha512
     recorded = _recorded_digests()

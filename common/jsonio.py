@@ -10,7 +10,7 @@ import sys
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
-    from typing import Sequence
+    from collections.abc import Sequence
 
 _WHITESPACE = " \t\n\r"
 
@@ -64,7 +64,7 @@ def loads(data: bytes | str) -> object:
     lent = "json.decoder" not in sys.modules
     if lent:
         stand_in = type(sys)("json.decoder")
-        stand_in.JSONDecodeError = _DecodeError  # type: ignore[attr-defined]
+        stand_in.JSONDecodeError = _DecodeError  # type: ignore[attr-defined]  # a bare module, filled in here
         sys.modules["json.decoder"] = stand_in
     try:
         value, end = _scan(text, start)

@@ -14,7 +14,7 @@ import time
 
 TYPE_CHECKING = False   # `typing` costs a few ms per plugin start; annotations are strings
 if TYPE_CHECKING:
-    from typing import Iterator
+    from collections.abc import Iterator
 
 from . import netns, rtnl
 from .config import IPAddress, IPInterface, IPNetwork
@@ -71,12 +71,12 @@ class RouteEntry:
     oif: int
 
 
-def open_host() -> "Handle":
+def open_host() -> Handle:
     """A handle on this process's current namespace."""
     return Handle()
 
 
-def open_in(path: str) -> "Handle":
+def open_in(path: str) -> Handle:
     """A handle on the namespace at `path`; NetnsGone if it does not exist (never created)."""
     with netns.entered(path):
         return Handle()
@@ -97,7 +97,7 @@ class Handle:
     def close(self) -> None:
         self._nl.close()
 
-    def __enter__(self) -> "Handle":
+    def __enter__(self) -> Handle:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -13,7 +13,7 @@ import os
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
-    from typing import Iterator
+    from collections.abc import Iterator
 
 from .errors import CniError, Code
 

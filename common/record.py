@@ -16,7 +16,8 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
-    from typing import Any, TypeVar, dataclass_transform
+    from collections.abc import Callable
+    from typing import Any, Literal, TypeVar, dataclass_transform, overload
     T = TypeVar("T")
 else:
     def dataclass_transform(**_: object) -> object:
@@ -33,7 +34,16 @@ class Field:
         self.default, self.default_factory, self.repr = default, default_factory, repr
 
 
-def field(*, default: Any = _MISSING, default_factory: Any = _MISSING, repr: bool = True) -> Any:
+if TYPE_CHECKING:   # as dataclasses.field: the checker sees the default's type, the class gets a Field
+    @overload
+    def field(*, default: T, repr: bool = True) -> T: ...
+    @overload
+    def field(*, default_factory: Callable[[], T], repr: bool = True) -> T: ...
+    @overload
+    def field(*, repr: bool = True) -> Any: ...
+
+
+def field(*, default: object = _MISSING, default_factory: object = _MISSING, repr: bool = True) -> Any:
     return Field(default, default_factory, repr)
 
 
@@ -41,8 +51,17 @@ class FrozenInstanceError(AttributeError):
     pass
 
 
+if TYPE_CHECKING:   # frozen=False is refused here too: Literal[True]
+    @overload
+    def record(cls: type[T], /) -> type[T]: ...
+    @overload
+    def record(cls: None = None, /, *, frozen: Literal[True] = True,
+               kw_only: bool = False) -> Callable[[type[T]], type[T]]: ...
+
+
 @dataclass_transform(frozen_default=True, kw_only_default=False, field_specifiers=(field,))
-def record(cls: Any = None, /, *, frozen: bool = True, kw_only: bool = False) -> Any:
+def record(cls: type[T] | None = None, /, *, frozen: bool = True,
+           kw_only: bool = False) -> type[T] | Callable[[type[T]], type[T]]:
     """Class decorator. Records are always frozen: `frozen=False` is refused rather than ignored (and there is no
     `slots`: passing it is a TypeError, as with any unknown keyword)."""
     if not frozen:
@@ -87,10 +106,12 @@ def _build(cls: type, kw_only: bool) -> type:
         shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in fields if name not in hidden)
         return f"{type(self).__name__}({shown})"
 
+    # The methods go onto the class after its creation, which is what this decorator is for (the checker knows
+    # the resulting class from dataclass_transform): the ignores below are for these assignments only.
     cls.__init__ = _init(cls.__name__, fields, defaults, factories, kw_only)  # type: ignore[misc]
     cls.__eq__, cls.__hash__, cls.__repr__ = __eq__, __hash__, __repr__  # type: ignore[method-assign,assignment]
     cls.__setattr__ = cls.__delattr__ = _frozen  # type: ignore[method-assign,assignment]
-    cls.__record_fields__ = fields  # type: ignore[attr-defined]
+    cls.__record_fields__ = fields  # type: ignore[attr-defined]  # our own marker attribute, read by replace()
     return cls
 
 
@@ -99,7 +120,7 @@ def _values(obj: object, fields: tuple[str, ...]) -> tuple[object, ...]:
 
 
 def _init(class_name: str, fields: tuple[str, ...], defaults: dict[str, object], factories: dict[str, object],
-          kw_only: bool) -> "object":
+          kw_only: bool) -> object:
     known = set(fields)
 
     def __init__(self: object, *args: object, **kwargs: object) -> None:
@@ -117,7 +138,7 @@ def _init(class_name: str, fields: tuple[str, ...], defaults: dict[str, object],
             if name in defaults:
                 values[name] = defaults[name]
             elif name in factories:
-                values[name] = factories[name]()  # type: ignore[operator]
+                values[name] = factories[name]()  # type: ignore[operator]  # a Field's default_factory
             else:
                 raise TypeError(f"{class_name}() missing required argument {name!r}")
         for name in fields:
@@ -135,7 +156,7 @@ def _frozen(self: object, name: str, *args: object) -> None:
 
 def replace(obj: T, /, **changes: object) -> T:
     """A copy of `obj` with some fields changed (dataclasses.replace)."""
-    fields = type(obj).__record_fields__  # type: ignore[attr-defined]
+    fields = type(obj).__record_fields__  # type: ignore[attr-defined]  # set by @record on every record class
     values = {name: getattr(obj, name) for name in fields}
     values.update(changes)
     return type(obj)(**values)

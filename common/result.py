@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 from . import version as versions
 from .config import Node, cidr, ip
 from .errors import CniError, Code
-from .types import DNS, IPConfig, Interface, Result, Route
+from .types import DNS, Interface, IPConfig, Result, Route
 
 _LEGACY = ("0.1.0", "0.2.0")
 ROUTE_EXTRAS = ("mtu", "advmss", "priority", "table", "scope")   # 1.1.0 route fields (same names in JSON)

@@ -19,14 +19,14 @@ created in.
 """
 from __future__ import annotations
 
-import _socket   # the C module: `socket` (selectors, enum constants...) costs ~3 ms per plugin start
+import _socket  # the C module: `socket` (selectors, enum constants...) costs ~3 ms per plugin start
 import errno
 import os
 import struct
 
 TYPE_CHECKING = False   # `typing` costs a few ms per plugin start; annotations are strings
 if TYPE_CHECKING:
-    from typing import Iterator
+    from collections.abc import Iterator
 
 # linux/netlink.h
 NETLINK_ROUTE = 0

@@ -11,13 +11,21 @@ import sys
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
-    from typing import Callable, Mapping
+    from collections.abc import Callable, Mapping
     Handler = Callable[["Request"], "Result | None"]
 
 from . import jsonio
 from . import version as versions
-from .config import (NAME_PATTERN, NetConf, Node, base_netconf, decode, interface_name_problem, is_valid_name,
-                     parse_cni_args)
+from .config import (
+    NAME_PATTERN,
+    NetConf,
+    Node,
+    base_netconf,
+    decode,
+    interface_name_problem,
+    is_valid_name,
+    parse_cni_args,
+)
 from .errors import CniError, Code
 from .record import field, record
 from .types import Result

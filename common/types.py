@@ -1,9 +1,8 @@
 """The CNI result in its newest shape (spec 1.1.0), as frozen values. Only result.py knows older shapes."""
 from __future__ import annotations
 
-from .record import field, record
-
 from .config import IPAddress, IPInterface
+from .record import field, record
 
 
 @record(frozen=True)

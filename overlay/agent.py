@@ -20,7 +20,7 @@ import netaddr
 
 from . import leases as leasing
 from . import netconfig, plan
-from .etcd import EtcdError, EtcdUnavailable, Event, KV
+from .etcd import KV, EtcdError, EtcdUnavailable
 from .netconfig import ConfigError, NetworkConfig
 
 log = logging.getLogger("pycni-overlayd")
@@ -48,6 +48,7 @@ class Options:
     ip_masq: bool = False
     reconcile_interval: float = 60.0
     release_on_exit: bool = False
+    forward_rules: bool = True
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,8 @@ class Agent:
         if config.backend == "vxlan":
             existing = self.kernel.ipr.link_lookup(ifname=device)
             self.mac = self.kernel.device(device).mac if existing else leasing.vtep_mac(self.underlay.public_ip)
-        self._acquire(previous=read_previous_subnet(self.options.subnet_file))
+        previous, previous_lease = read_previous(self.options.subnet_file)
+        self._acquire(previous=previous, previous_lease=previous_lease)
         assert self.subnet is not None
         if config.backend == "vxlan":
             self.index = self.kernel.ensure_vxlan(
@@ -94,12 +96,13 @@ class Agent:
         else:
             self.index = self.kernel.device(self.underlay.iface).index
         self.kernel.enable_forwarding()
-        if self.options.ip_masq:
+        self.kernel.ensure_unreachable(str(config.network))
+        if self.options.ip_masq or self.options.forward_rules:
             from . import masq
-            masq.ensure(str(config.network), str(self.subnet))
+            masq.ensure(str(config.network), str(self.subnet), masquerade=self.options.ip_masq,
+                        forward=self.options.forward_rules)
         self.reconcile()
-        write_subnet_file(self.options.subnet_file, network=config.network, subnet=self.subnet, mtu=self.mtu,
-                          ip_masq=self.options.ip_masq)
+        self._write_subnet_file()
         self.ready.set()
         log.info("ready: subnet %s, %s, mtu %d, subnet file %s", self.subnet, config.backend, self.mtu,
                  self.options.subnet_file)
@@ -109,6 +112,11 @@ class Agent:
         assert self.underlay is not None and self.config is not None
         overhead = netconfig.VXLAN_OVERHEAD if self.config.backend == "vxlan" else 0
         return self.underlay.mtu - overhead
+
+    def _write_subnet_file(self) -> None:
+        assert self.config is not None and self.subnet is not None
+        write_subnet_file(self.options.subnet_file, network=self.config.network, subnet=self.subnet, mtu=self.mtu,
+                          ip_masq=self.options.ip_masq, lease_id=self.etcd_lease)
 
     def _underlay(self) -> Underlay:
         options = self.options
@@ -122,14 +130,15 @@ class Agent:
         return leasing.encode(leasing.Lease(subnet=subnet, public_ip=self.underlay.public_ip,
                                             backend=self.config.backend, vtep_mac=self.mac, vni=self.config.vni))
 
-    def _acquire(self, previous: netaddr.IPNetwork | None) -> None:
-        """Lease a subnet: our own key again (same PublicIP), else `previous` if free, else a random free one.
-        Every write is a Txn, so two agents racing can never both get one subnet; a lost race retries."""
+    def _acquire(self, previous: netaddr.IPNetwork | None, previous_lease: int = 0) -> None:
+        """Lease a subnet: our own key again (same PublicIP, or `previous` still bound to `previous_lease`), else
+        `previous` if free, else a random free one. Every write is a Txn, so two agents racing can never both get
+        one subnet; a lost race retries. Once ready, subnet.env is rewritten with what was leased."""
         assert self.config is not None and self.underlay is not None
         for _ in range(20):
             current = self._leases()
             subnet, own = leasing.choose_subnet(self.config, current, public_ip=self.underlay.public_ip,
-                                                previous=previous, rng=self.rng)
+                                                previous=previous, rng=self.rng, previous_lease=previous_lease)
             lease_id = self.store.grant(self.options.lease_ttl)
             key, value = leasing.key_of(self.options.prefix, subnet), self._lease_value(subnet)
             won = (self.store.replace(key, value, lease=lease_id, mod_revision=own.mod_revision) if own
@@ -143,6 +152,8 @@ class Agent:
                     self._quietly_revoke(own.etcd_lease)     # the previous run's lease: nothing is bound to it
                 log.info("leased %s (%s), etcd lease %x, ttl %ds", subnet, "renewed" if own else "new", lease_id,
                          self.options.lease_ttl)
+                if self.ready.is_set():
+                    self._write_subnet_file()
                 return
             self.store.revoke(lease_id)
             log.info("lost the race for %s, choosing again", subnet)
@@ -168,14 +179,17 @@ class Agent:
     # --- the loop ---------------------------------------------------------------------------------------------
     def reconcile(self) -> None:
         """List every lease, compute the peers' entries, diff against the kernel's, apply the difference."""
-        assert self.config is not None and self.subnet is not None
+        assert self.config is not None and self.subnet is not None and self.underlay is not None
         with self.lock:
             current = self._leases()
             mine = [lease for lease in current if lease.subnet == self.subnet]
-            if not mine or mine[0].public_ip != self.underlay.public_ip:   # type: ignore[union-attr]
+            if not mine or mine[0].public_ip != self.underlay.public_ip:
                 log.warning("our lease %s is gone from etcd: leasing again", self.subnet)
                 self._acquire(previous=self.subnet)
                 current = self._leases()
+            elif mine[0].etcd_lease != self.etcd_lease and mine[0].etcd_lease:
+                log.error("subnet %s was taken over under etcd lease %x by another agent with our public IP %s: "
+                          "is --public-ip duplicated?", self.subnet, mine[0].etcd_lease, self.underlay.public_ip)
             wanted = plan.desired(current, own=self.subnet, backend=self.config.backend, vni=self.config.vni)
             changes = plan.diff(self.kernel.read(index=self.index, vxlan=self.config.backend == "vxlan"), wanted)
             if changes:
@@ -217,14 +231,18 @@ class Agent:
             log.info("released %s", self.subnet)
 
     def _watch_loop(self) -> None:
+        failing = False
         while not self.stopping.is_set():
             try:
                 for events in self.store.watch(f"{self.options.prefix}/subnets/", start_revision=self.revision + 1,
                                                stop=self._watch_sockets):
                     log.debug("watch: %s", ", ".join(f"{e.type} {e.kv.key}" for e in events))
                     self.wake.set()
+                failing = False
             except EtcdError as exc:
-                log.warning("watch failed: %s", exc)
+                if not failing:                  # once per outage, not once a second
+                    log.warning("watch failed: %s", exc)
+                failing = True
             self._watch_sockets.clear()
             if not self.stopping.is_set():
                 self.wake.set()              # the watch was lost: relist everything, then watch again
@@ -252,24 +270,34 @@ class Agent:
                 log.warning("lease renewal failed: %s", exc)
 
 
-def read_previous_subnet(path: str) -> netaddr.IPNetwork | None:
-    """The subnet this node had (FLANNEL_SUBNET of our own subnet.env), to ask for it again."""
+def read_previous(path: str) -> tuple[netaddr.IPNetwork | None, int]:
+    """The subnet this node had (FLANNEL_SUBNET of our own subnet.env), to ask for it again, and the etcd lease
+    it was bound to (PYCNI_LEASE_ID, 0 if absent): a key still bound to that lease is ours."""
+    subnet, lease_id = None, 0
     try:
         with open(path) as f:
             for line in f:
                 key, _, value = line.strip().partition("=")
                 if key == "FLANNEL_SUBNET":
-                    return netaddr.IPNetwork(value).cidr
+                    subnet = netaddr.IPNetwork(value).cidr
+                elif key == "PYCNI_LEASE_ID":
+                    lease_id = int(value, 16)
     except (OSError, ValueError, netaddr.AddrFormatError):
         pass
-    return None
+    return subnet, lease_id
+
+
+def read_previous_subnet(path: str) -> netaddr.IPNetwork | None:
+    return read_previous(path)[0]
 
 
 def write_subnet_file(path: str, *, network: netaddr.IPNetwork, subnet: netaddr.IPNetwork, mtu: int,
-                      ip_masq: bool) -> None:
-    """Atomically (temp file + rename): a CNI ADD reads either the old file or the new one, never half."""
+                      ip_masq: bool, lease_id: int = 0) -> None:
+    """Atomically (temp file + rename): a CNI ADD reads either the old file or the new one, never half.
+    PYCNI_LEASE_ID (ours, ignored by the CNI plugins) lets a restart prove the subnet's key is still its own."""
     text = (f"FLANNEL_NETWORK={network}\nFLANNEL_SUBNET={subnet.ip + 1}/{subnet.prefixlen}\n"
-            f"FLANNEL_MTU={mtu}\nFLANNEL_IPMASQ={'true' if ip_masq else 'false'}\n")
+            f"FLANNEL_MTU={mtu}\nFLANNEL_IPMASQ={'true' if ip_masq else 'false'}\n"
+            + (f"PYCNI_LEASE_ID={lease_id:x}\n" if lease_id else ""))
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     temp = f"{path}.tmp-{os.getpid()}"
     with open(temp, "w") as f:

@@ -28,12 +28,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--etcd-endpoints", required=True, help="URL[,URL...] of etcd's client endpoints")
     parser.add_argument("--prefix", default="/pycni/network", help="etcd key prefix (flannel: /coreos.com/network)")
     parser.add_argument("--public-ip", help="this node's underlay address (default: --iface's, or the default route's)")
-    parser.add_argument("--iface", help="underlay interface (default: the one holding --public-ip or the default route)")
+    parser.add_argument("--iface",
+                        help="underlay interface (default: the one holding --public-ip or the default route)")
     parser.add_argument("--subnet-file", default="/run/pycni/subnet.env")
     parser.add_argument("--lease-ttl", type=int, default=86400, help="seconds the subnet lease outlives the agent")
     parser.add_argument("--ip-masq", action="store_true", help="masquerade pod traffic leaving the cluster network")
     parser.add_argument("--healthz-port", type=int, default=0, help="serve GET /healthz (200 once ready); 0: off")
     parser.add_argument("--release-on-exit", action="store_true", help="give the subnet lease back on SIGTERM")
+    parser.add_argument("--iptables-forward-rules", action=argparse.BooleanOptionalAction, default=True,
+                        help="accept forwarding from/to the cluster network in filter FORWARD (flannel's default)")
     parser.add_argument("--reconcile-interval", type=float, default=60.0, help="full resync period, seconds")
     parser.add_argument("--start-timeout", type=float, default=30.0,
                         help="seconds to wait for etcd at start-up before exiting with status 1")
@@ -82,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s pycni-overlayd %(levelname)s %(message)s")
     options = Options(prefix=args.prefix.rstrip("/"), public_ip=args.public_ip, iface=args.iface,
                       subnet_file=args.subnet_file, lease_ttl=args.lease_ttl, ip_masq=args.ip_masq,
-                      reconcile_interval=args.reconcile_interval, release_on_exit=args.release_on_exit)
-    from .dataplane import DataPlaneError, Kernel   # pyroute2 only once the flags are good
+                      reconcile_interval=args.reconcile_interval, release_on_exit=args.release_on_exit,
+                      forward_rules=args.iptables_forward_rules)
+    from .dataplane import DataPlaneError, Kernel  # pyroute2 only once the flags are good
     kernel = Kernel()
     agent = Agent(options, store=Etcd([url for url in args.etcd_endpoints.split(",") if url]), kernel=kernel)
     for signum in (signal.SIGTERM, signal.SIGINT):

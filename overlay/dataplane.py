@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -22,6 +23,7 @@ ONLINK = 4                    # RTNH_F_ONLINK: the gateway is on the link althou
 PERMANENT = ndmsg.states["permanent"]
 NOARP = ndmsg.states["noarp"]
 SELF = ndmsg.flags["self"]
+UNREACHABLE = 7               # RTN_UNREACHABLE
 
 
 class DataPlaneError(Exception):
@@ -71,6 +73,15 @@ class Kernel:
     def enable_forwarding(self) -> None:
         with open("/proc/sys/net/ipv4/ip_forward", "w") as f:   # per netns: the node's, not the machine's
             f.write("1")
+
+    def ensure_unreachable(self, network: str) -> None:
+        """`unreachable <cluster network>`: a pod address no node holds gets an ICMP error here instead of
+        leaving by the default route (the nodes' own and peers' subnets are more specific routes)."""
+        self.ipr.route("replace", dst=network, type="unreachable", proto=PROTO, table=254)
+        for route in self.ipr.get_routes(family=socket.AF_INET, table=254, proto=PROTO):
+            dst = f"{route.get('dst')}/{route['dst_len']}"
+            if route["type"] == UNREACHABLE and dst != network:       # an earlier config's network
+                self.ipr.route("del", dst=dst, type="unreachable", proto=PROTO, table=254)
 
     # --- the VXLAN device -------------------------------------------------------------------------------------
     def ensure_vxlan(self, name: str, *, vni: int, port: int, local: str, underlay: str, mtu: int, mac: str,

@@ -14,8 +14,9 @@ import http.client
 import json
 import socket
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 
 class EtcdError(Exception):
@@ -107,17 +108,15 @@ class Etcd:
         self.call("/v3/lease/revoke", {"ID": str(lease)})
 
     # --- watch -----------------------------------------------------------------------------------------------
-    def watch(self, prefix: str, *, start_revision: int, stop: list[socket.socket] | None = None) -> Iterator[list[Event]]:
+    def watch(self, prefix: str, *, start_revision: int,
+              stop: list[socket.socket] | None = None) -> Iterator[list[Event]]:
         """Batches of events under prefix from start_revision on; returns when the stream ends (etcd went away,
         or a compaction passed start_revision: the caller relists). `stop` receives the socket, so another
         thread can shut it down to end the watch."""
-        url = self.endpoints[self._current]
-        conn = http.client.HTTPConnection(url.hostname or "", url.port or 2379, timeout=self.timeout)
         body = {"create_request": {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix)),
                                    "start_revision": str(start_revision), "prev_kv": True}}
+        conn, response, url = self._open_watch(json.dumps(body))
         try:
-            conn.request("POST", "/v3/watch", json.dumps(body), {"Content-Type": "application/json"})
-            response = conn.getresponse()
             if response.status != 200:
                 raise EtcdError(f"watch on {url.netloc}: HTTP {response.status}")
             assert conn.sock is not None
@@ -136,6 +135,25 @@ class Etcd:
             return
         finally:
             conn.close()
+
+    def _open_watch(self, body: str) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse,
+                                              urllib.parse.SplitResult]:
+        """The watch stream from the first endpoint that answers, starting at the last one that did."""
+        errors = []
+        for step in range(len(self.endpoints)):
+            index = (self._current + step) % len(self.endpoints)
+            url = self.endpoints[index]
+            conn = http.client.HTTPConnection(url.hostname or "", url.port or 2379, timeout=self.timeout)
+            try:
+                conn.request("POST", "/v3/watch", body, {"Content-Type": "application/json"})
+                response = conn.getresponse()
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                errors.append(f"{url.netloc}: {exc}")
+                continue
+            self._current = index
+            return conn, response, url
+        raise EtcdUnavailable("no etcd endpoint answered the watch: " + "; ".join(errors))
 
     # --- transport -------------------------------------------------------------------------------------------
     def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -156,6 +174,7 @@ class Etcd:
             self._current = index
             data = json.loads(text) if text else {}
             if response.status != 200 or "error" in data:
-                raise EtcdError(f"{path} on {url.netloc}: {data.get('error') or data.get('message') or response.status}")
+                reason = data.get("error") or data.get("message") or response.status
+                raise EtcdError(f"{path} on {url.netloc}: {reason}")
             return data
         raise EtcdUnavailable("no etcd endpoint answered: " + "; ".join(errors))

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import netaddr
 
@@ -72,15 +72,21 @@ def decode(key: str, value: bytes, *, etcd_lease: int = 0, mod_revision: int = 0
 
 
 def choose_subnet(config: NetworkConfig, leases: Iterable[Lease], *, public_ip: netaddr.IPAddress,
-                  previous: netaddr.IPNetwork | None, rng: random.Random) -> tuple[netaddr.IPNetwork, Lease | None]:
+                  previous: netaddr.IPNetwork | None, rng: random.Random,
+                  previous_lease: int = 0) -> tuple[netaddr.IPNetwork, Lease | None]:
     """flannel's order: our own lease (same PublicIP) -> the subnet we had before (saved in subnet.env) if it is
-    free -> a random free one. Returns the subnet and, when reusing, our existing lease."""
+    free, or still bound to the etcd lease we saved with it (ours, under an old PublicIP: the node's address
+    changed) -> a random free one. Returns the subnet and, when reusing, our existing lease."""
     taken = {lease.subnet: lease for lease in leases}
     for lease in taken.values():
         if lease.public_ip == public_ip and config.allows(lease.subnet):
             return lease.subnet, lease
-    if previous is not None and config.allows(previous) and previous not in taken:
-        return previous, None
+    if previous is not None and config.allows(previous):
+        held = taken.get(previous)
+        if held is None:
+            return previous, None
+        if previous_lease and held.etcd_lease == previous_lease:
+            return previous, held
     free = [subnet for subnet in config.candidates() if subnet not in taken]
     if not free:
         raise NoFreeSubnet(f"no free /{config.subnet_len} left in {config.network} "

@@ -12,8 +12,8 @@ address changed gets its entries *replaced* and the old FDB entry removed (flann
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Union
 
 import netaddr
 
@@ -51,7 +51,7 @@ class Route:
         return ("route", self.dst)
 
 
-Entry = Union[Neigh, Fdb, Route]
+Entry = Neigh | Fdb | Route
 ORDER = {Neigh: 0, Fdb: 1, Route: 2}           # replace: resolvable before routed
 REMOVE_ORDER = {Route: 0, Neigh: 1, Fdb: 2}    # remove: unrouted before unresolved
 

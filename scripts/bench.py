@@ -30,7 +30,10 @@ Method
   5. host-local executed directly: --allocations ADDs into a /20, first 100 vs last 100 (growth ratio =
      mean(last 100) / mean(first 100));
   6. VERSION of each executable (pure start-up) with its peak RSS, and the peak RSS of each plugin during a real
-     full-chain ADD (a separate, untimed pass that execs bridge, portmap and host-local directly).
+     full-chain ADD (a separate, untimed pass that execs bridge, portmap and host-local directly);
+  7. the overlay (pycni only, no Go counterpart): pod->pod TCP throughput (iperf3, --overlay-seconds) and ping
+     RTT (median/p90 of --overlay-pings) on one node, across nodes over VXLAN and over host-gw; and the time from
+     starting pycni-overlayd on a new node to its subnet.env, and to a pod on it answering a remote pod.
 * The first iteration (or round) of every repeated row is a warm-up and is discarded.  Each row reports the
   median and p90 (nearest rank) per side and the pycni/go ratio of the medians.  Absolute times on shared
   machines are noisy; compare the ratios measured in one run.
@@ -58,6 +61,8 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PLUGINS = ("bridge", "host-local", "portmap")
@@ -78,11 +83,11 @@ class _Timeout(Exception):
     pass
 
 
-def _on_alarm(signum, frame):
+def _on_alarm(signum: int, frame: FrameType | None) -> None:
     raise _Timeout()
 
 
-def agent_spawn(job: dict, scratch: Path, key: str) -> int:
+def agent_spawn(job: dict[str, Any], scratch: Path, key: str) -> int:
     """Start one job with stdin/stdout/stderr redirected to files; return its pid (or raise OSError)."""
     stdin = scratch / f"{key}.in"
     stdin.write_text(job.get("stdin") or "")
@@ -113,16 +118,16 @@ def agent_reap(pids: dict[int, str], timeout: float) -> dict[str, tuple[float, i
     return done
 
 
-def agent_result(scratch: Path, key: str, started: float, reaped: tuple[float, int, int, bool]) -> dict:
+def agent_result(scratch: Path, key: str, started: float, reaped: tuple[float, int, int, bool]) -> dict[str, Any]:
     ended, rc, maxrss, timed_out = reaped
     return {"rc": rc, "secs": ended - started, "maxrss_kib": maxrss, "timeout": timed_out,
             "out": (scratch / f"{key}.out").read_text(errors="replace"),
             "err": (scratch / f"{key}.err").read_text(errors="replace")}
 
 
-def agent_jobs(jobs: list[dict], scratch: Path) -> dict:
+def agent_jobs(jobs: list[dict[str, Any]], scratch: Path) -> dict[str, Any]:
     """Start all jobs at once, wait for all; wall time from the first spawn to the last exit."""
-    results: list[dict | None] = [None] * len(jobs)
+    results: list[dict[str, Any] | None] = [None] * len(jobs)
     pids: dict[int, str] = {}
     started = time.perf_counter()
     for i, job in enumerate(jobs):
@@ -172,18 +177,21 @@ class Agent:
             ["ip", "netns", "exec", node, sys.executable, "-I", os.path.abspath(__file__), "--agent", str(scratch)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
 
-    def _ask(self, request: dict) -> dict:
-        self.proc.stdin.write(json.dumps(request) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
+    def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        to_agent, from_agent = self.proc.stdin, self.proc.stdout
+        assert to_agent is not None and from_agent is not None   # Popen(stdin=PIPE, stdout=PIPE)
+        to_agent.write(json.dumps(request) + "\n")
+        to_agent.flush()
+        line = from_agent.readline()
         if not line:
             raise RuntimeError("the timing agent died")
-        return json.loads(line)
+        reply: dict[str, Any] = json.loads(line)
+        return reply
 
-    def run(self, argv: list[str], env: dict, stdin: str | None = None) -> dict:
+    def run(self, argv: list[str], env: dict[str, str], stdin: str | None = None) -> dict[str, Any]:
         return self._ask({"op": "run", "job": {"argv": argv, "env": env, "stdin": stdin}})
 
-    def parallel(self, jobs: list[dict]) -> dict:
+    def parallel(self, jobs: list[dict[str, Any]]) -> dict[str, Any]:
         return self._ask({"op": "parallel", "jobs": jobs})
 
     def close(self) -> None:
@@ -195,7 +203,7 @@ class Agent:
             self.proc.wait()
 
 
-def failure(result: dict) -> str:
+def failure(result: dict[str, Any]) -> str:
     """A one-line reason for a failed job: the CNI error, cnitool's `error:` line, or the exit status."""
     if result["timeout"]:
         return f"timed out after {JOB_TIMEOUT:.0f} s"
@@ -205,7 +213,8 @@ def failure(result: dict) -> str:
             return f"code {reply.get('code')}: {reply['msg']}"
     except ValueError:
         pass
-    lines = [line.strip() for line in (result["err"] + "\n" + result["out"]).splitlines() if line.strip()]
+    text: str = result["err"] + "\n" + result["out"]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     for line in lines:
         if line.startswith("error:"):
             return line[len("error:"):].strip()
@@ -237,12 +246,12 @@ class Side:
     def host_port(self, j: int) -> int:
         return 10000 * self.number + j
 
-    def bridge_conf(self, bridge: str, subnet: str) -> dict:
+    def bridge_conf(self, bridge: str, subnet: str) -> dict[str, Any]:
         return {"type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": True,
                 "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]], "dataDir": str(self.data_dir),
                          "routes": [{"dst": "0.0.0.0/0"}]}}
 
-    def networks(self) -> dict[str, dict]:
+    def networks(self) -> dict[str, dict[str, Any]]:
         short = self.name[:2]
         chain = [self.bridge_conf(f"{short}b0", f"10.20{self.number}.0.0/16"),
                  {"type": "portmap", "capabilities": {"portMappings": True}}]
@@ -250,7 +259,7 @@ class Side:
         return {"bench-chain": {"cniVersion": "1.0.0", "name": "bench-chain", "plugins": chain},
                 "bench-bridge": {"cniVersion": "1.0.0", "name": "bench-bridge", "plugins": plain}}
 
-    def host_local_conf(self) -> dict:
+    def host_local_conf(self) -> dict[str, Any]:
         return {"cniVersion": "1.0.0", "name": "bench-host-local",
                 "ipam": {"type": "host-local", "ranges": [[{"subnet": f"10.22{self.number}.0.0/20"}]],
                          "dataDir": str(self.data_dir)}}
@@ -261,7 +270,7 @@ class Side:
         for name, conf in self.networks().items():
             (self.netconf / f"10-{name}.conflist").write_text(json.dumps(conf, indent=2))
 
-    def mapping(self, j: int) -> dict:
+    def mapping(self, j: int) -> dict[str, Any]:
         return {"portMappings": [{"hostPort": self.host_port(j), "containerPort": 80, "protocol": "tcp"}]}
 
 
@@ -280,7 +289,7 @@ class Row:
     def fail(self, side: str, message: str) -> None:
         self.errors.setdefault(side, message)
 
-    def stats(self, side: str) -> dict:
+    def stats(self, side: str) -> dict[str, Any]:
         if side in self.errors:
             return {"error": self.errors[side]}
         xs = sorted(self.values[side])
@@ -292,16 +301,19 @@ class Row:
     def ratio(self) -> float | None:
         a, b = self.stats("pycni"), self.stats("go")
         if "median" in a and "median" in b and b["median"]:
-            return a["median"] / b["median"]
+            ratio: float = a["median"] / b["median"]
+            return ratio
         return None
 
 
-def ms(result: dict) -> float:
-    return result["secs"] * 1000.0
+def ms(result: dict[str, Any]) -> float:
+    secs: float = result["secs"]
+    return secs * 1000.0
 
 
-def mib(result: dict) -> float:
-    return result["maxrss_kib"] / 1024.0
+def mib(result: dict[str, Any]) -> float:
+    kib: int = result["maxrss_kib"]
+    return kib / 1024.0
 
 
 class Bench:
@@ -315,8 +327,10 @@ class Bench:
         self.sides = [Side("pycni", args.pycni_bin.resolve(), 1, work / "pycni"),
                       Side("go", args.go_bin.resolve(), 2, work / "go")]
         self.created: list[str] = []
-        self.agent: Agent | None = None
+        self._agent: Agent | None = None   # started by setup()
         self.rows: list[Row] = []
+        self.overlay: list[dict[str, Any]] = []            # row 7 (pycni only)
+        self.procs: list[subprocess.Popen[bytes]] = []    # row 7's etcd, agents, iperf3 servers
         self.notes: list[str] = []
         self.started = time.monotonic()
 
@@ -329,7 +343,7 @@ class Bench:
             side.pods = [f"{NS_PREFIX}-{self.tag}-{side.name[:2]}{j}" for j in range(self.args.parallel)]
             for pod in side.pods:
                 self.add_netns(pod)
-        self.agent = Agent(self.node, self.work / "agent")
+        self._agent = Agent(self.node, self.work / "agent")
         self.progress(f"node namespace {self.node}, {len(self.created) - 1} pod namespaces; "
                       f"pycni={self.sides[0].bin_dir} go={self.sides[1].bin_dir}")
 
@@ -338,8 +352,12 @@ class Bench:
         self.created.append(name)
 
     def teardown(self) -> None:
-        if self.agent is not None:
-            self.agent.close()
+        if self._agent is not None:
+            self._agent.close()
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=20)
         for name in reversed(self.created):
             subprocess.run(["ip", "netns", "delete", name], capture_output=True)
 
@@ -354,6 +372,12 @@ class Bench:
         return left
 
     # --- helpers ------------------------------------------------------------------------------------------------
+    @property
+    def agent(self) -> Agent:
+        if self._agent is None:
+            raise RuntimeError("the timing agent is not running (setup() has not run)")
+        return self._agent
+
     def progress(self, text: str) -> None:
         print(f"[{time.monotonic() - self.started:7.1f}s] {text}", flush=True)
 
@@ -368,18 +392,20 @@ class Bench:
             self.progress(f"{row.label}: {', '.join(cells)}" + (f" -> {ratio:.2f}x" if ratio else ""))
         self.rows.extend(rows)
 
-    def cnitool_job(self, side: Side, verb: str, net: str, cid: str, pod: str, cap_args: dict) -> dict:
+    def cnitool_job(self, side: Side, verb: str, net: str, cid: str, pod: str,
+                    cap_args: dict[str, Any]) -> dict[str, Any]:
         env = {"PATH": PATH, "CNI_PATH": str(side.bin_dir), "NETCONFPATH": str(side.netconf), "CNI_IFNAME": "eth0",
                "CNI_CONTAINERID": cid, "CAP_ARGS": json.dumps(cap_args)}
         argv = [self.cnitool_path, "--cache-dir", str(side.cache), verb, net, f"/run/netns/{pod}"]
         return {"argv": argv, "env": env, "stdin": None}
 
-    def cnitool(self, side: Side, verb: str, net: str, cid: str, pod: str, cap_args: dict) -> dict:
+    def cnitool(self, side: Side, verb: str, net: str, cid: str, pod: str,
+                cap_args: dict[str, Any]) -> dict[str, Any]:
         job = self.cnitool_job(side, verb, net, cid, pod, cap_args)
         return self.agent.run(job["argv"], job["env"])
 
-    def plugin(self, side: Side, plugin: str, command: str, conf: dict | None, cid: str = "bench",
-               rss: bool = False) -> dict:
+    def plugin(self, side: Side, plugin: str, command: str, conf: dict[str, Any] | None, cid: str = "bench",
+               rss: bool = False) -> dict[str, Any]:
         """Exec one plugin directly (no libcni) with a CNI environment and `conf` on stdin.
 
         With `rss`, the plugin runs under GNU time and the result's maxrss_kib is GNU time's figure (module doc).
@@ -390,7 +416,7 @@ class Bench:
         stdin = json.dumps(conf if conf is not None else {"cniVersion": "1.0.0"})
         return self.measured([str(side.bin_dir / plugin)], env, stdin, rss)
 
-    def measured(self, argv: list[str], env: dict, stdin: str | None, rss: bool) -> dict:
+    def measured(self, argv: list[str], env: dict[str, str], stdin: str | None, rss: bool) -> dict[str, Any]:
         if not (rss and RSS_TOOL.exists()):
             return self.agent.run(argv, env, stdin)
         report = self.work / "rss.txt"
@@ -406,7 +432,7 @@ class Bench:
         return mib(self.measured(["/bin/true"], {"PATH": PATH}, None, rss=True))
 
     # --- rows 1-3: serial ADD / DEL through libcni ----------------------------------------------------------------
-    def add_del(self, side: Side, net: str, cid: str, cap_args: dict) -> tuple[float, float]:
+    def add_del(self, side: Side, net: str, cid: str, cap_args: dict[str, Any]) -> tuple[float, float]:
         pod = side.pods[0]
         added = self.cnitool(side, "add", net, cid, pod, cap_args)
         if added["rc"] != 0:
@@ -458,7 +484,7 @@ class Bench:
             sh("iptables-restore", "-w", "--noflush", ns=self.node, stdin=nat_rules_removal())
 
     # --- row 4: parallel ADDs then DELs ---------------------------------------------------------------------------
-    def batch_jobs(self, side: Side, verb: str, round_no: int) -> list[dict]:
+    def batch_jobs(self, side: Side, verb: str, round_no: int) -> list[dict[str, Any]]:
         return [self.cnitool_job(side, verb, "bench-chain", f"bench-{side.name}-par{round_no}-{j}", pod,
                                  side.mapping(j)) for j, pod in enumerate(side.pods)]
 
@@ -470,7 +496,8 @@ class Bench:
             if verb == "add":  # best-effort clean-up before the next row
                 self.agent.parallel(self.batch_jobs(side, "del", round_no))
             raise SideError(f"{verb.upper()}: {len(failed)}/{len(side.pods)} failed, first: {failed[0]}")
-        return reply["wall"] * 1000.0
+        wall: float = reply["wall"]
+        return wall * 1000.0
 
     def row_parallel(self) -> list[Row]:
         n = self.args.parallel
@@ -607,6 +634,174 @@ class Bench:
         for number, measure in rows.items():
             if number in wanted:
                 self.report(measure())
+        if 7 in wanted:
+            self.row_overlay()
+
+    def row_overlay(self) -> None:
+        for backend in ("vxlan", "host-gw"):
+            try:
+                rows = OverlayBench(self, backend).run()
+            except (SideError, subprocess.SubprocessError, RuntimeError, OSError) as exc:
+                self.overlay.append({"path": f"overlay {backend}", "error": str(exc)})
+                self.progress(f"overlay {backend}: ERROR {exc}")
+                continue
+            for row in rows:
+                self.progress(f"overlay: {row['path']}: " + ", ".join(
+                    f"{key} {value:.0f}" for key, value in row.items() if key != "path"))
+            self.overlay.extend(rows)
+
+
+OVERLAY_NET = {"vxlan": '{"Network":"10.244.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan","VNI":1}}',
+               "host-gw": '{"Network":"10.244.0.0/16","SubnetLen":24,"Backend":{"Type":"host-gw"}}'}
+
+
+class OverlayBench:
+    """Row 7: a cluster in namespaces (underlay bridge 192.0.2.1/24, etcd .11, nodes .21/.22, pods in 10.244/16)
+    per backend; every namespace and process is the Bench's to remove (teardown), also on failure."""
+
+    def __init__(self, bench: Bench, backend: str) -> None:
+        self.bench, self.backend = bench, backend
+        self.base = f"{NS_PREFIX}-{bench.tag}-{'vx' if backend == 'vxlan' else 'gw'}"
+        self.work = bench.work / f"overlay-{backend}"
+        self.ul, self.etcd = f"{self.base}-ul", f"{self.base}-etcd"
+        self.nodes = [f"{self.base}-n1", f"{self.base}-n2"]
+        self.pods: list[str] = []
+
+    def netns(self, name: str, address: str | None = None) -> None:
+        self.bench.add_netns(name)
+        sh("ip", "link", "set", "lo", "up", ns=name)
+        if address is not None:
+            port = f"v{len(self.bench.created)}"
+            sh("ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", name, ns=self.ul)
+            sh("ip", "link", "set", port, "master", "br-ul", "up", ns=self.ul)
+            sh("ip", "addr", "add", f"{address}/24", "dev", "eth0", ns=name)
+            sh("ip", "link", "set", "eth0", "up", ns=name)
+            sh("ip", "route", "add", "default", "via", "192.0.2.1", ns=name)
+
+    def popen(self, ns: str, argv: list[str], log: str) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdout=subprocess.DEVNULL,
+                                stderr=open(self.work / log, "ab"))
+        self.bench.procs.append(proc)
+        return proc
+
+    def setup(self) -> None:
+        self.work.mkdir()
+        self.netns(self.ul)
+        sh("ip", "link", "add", "br-ul", "type", "bridge", ns=self.ul)
+        sh("ip", "addr", "add", "192.0.2.1/24", "dev", "br-ul", ns=self.ul)
+        sh("ip", "link", "set", "br-ul", "up", ns=self.ul)
+        self.netns(self.etcd, "192.0.2.11")
+        url = "http://192.0.2.11:2379"
+        self.popen(self.etcd, ["etcd", "--name", "m1", "--data-dir", str(self.work / "etcd"), "--listen-client-urls",
+                               url, "--advertise-client-urls", url, "--listen-peer-urls", "http://192.0.2.11:2380",
+                               "--initial-advertise-peer-urls", "http://192.0.2.11:2380",
+                               "--initial-cluster", "m1=http://192.0.2.11:2380"], "etcd.log")
+        deadline = time.monotonic() + 20
+        while subprocess.run(["ip", "netns", "exec", self.ul, "etcdctl", "--endpoints", url, "put",
+                              "/pycni/network/config", "--", OVERLAY_NET[self.backend]], capture_output=True,
+                             env={"ETCDCTL_API": "3", "PATH": PATH}).returncode != 0:
+            if time.monotonic() > deadline:
+                raise SideError(f"etcd did not start: {(self.work / 'etcd.log').read_text()[-300:]}")
+            time.sleep(0.1)
+        for i, node in enumerate(self.nodes):
+            self.netns(node, f"192.0.2.{21 + i}")
+            (self.work / node / "net.d").mkdir(parents=True)
+            conflist = {"cniVersion": "1.0.0", "name": "ovbench", "plugins": [
+                {"type": "overlay", "subnetFile": str(self.work / node / "subnet.env"),
+                 "dataDir": str(self.work / node / "state"), "ipam": {"dataDir": str(self.work / node / "ipam")}}]}
+            (self.work / node / "net.d" / "ovbench.conflist").write_text(json.dumps(conflist))
+
+    def start_agent(self, i: int) -> tuple[float, float]:
+        """Start node i's agent; (seconds to its subnet.env, the same as a monotonic instant)."""
+        agent = self.bench.args.overlayd
+        argv = [str(agent)] if agent.suffix != ".py" else [sys.executable, str(agent)]
+        node, started = self.nodes[i], time.monotonic()
+        env_file = self.work / node / "subnet.env"
+        proc = self.popen(node, [*argv, "--etcd-endpoints", "http://192.0.2.11:2379", "--subnet-file", str(env_file)],
+                          f"agent-{i + 1}.log")
+        while not env_file.exists():
+            if proc.poll() is not None or time.monotonic() - started > 30:
+                log = (self.work / f"agent-{i + 1}.log").read_text()[-300:]
+                raise SideError(f"pycni-overlayd on node {i + 1}: {log}")
+            time.sleep(0.005)
+        return time.monotonic() - started, started
+
+    def add_pod(self, i: int) -> tuple[str, str]:
+        pod = f"{self.base}-p{len(self.pods) + 1}"
+        self.netns(pod)
+        self.pods.append(pod)
+        env = {"PATH": PATH, "CNI_PATH": str(self.bench.args.pycni_bin.resolve()), "CNI_IFNAME": "eth0",
+               "NETCONFPATH": str(self.work / self.nodes[i] / "net.d"), "CNI_CONTAINERID": pod}
+        done = subprocess.run(["ip", "netns", "exec", self.nodes[i], self.bench.cnitool_path, "--cache-dir",
+                               str(self.work / "cache"), "add", "ovbench", f"/run/netns/{pod}"],
+                              capture_output=True, text=True, env=env, timeout=60)
+        if done.returncode != 0:
+            raise SideError(f"overlay ADD on node {i + 1}: {done.stderr.strip() or done.stdout.strip()}")
+        return pod, json.loads(done.stdout)["ips"][0]["address"].split("/")[0]
+
+    def rtt(self, src: str, dst: str) -> tuple[float, float]:
+        """Median and p90 of ping RTTs, microseconds."""
+        count = self.bench.args.overlay_pings
+        out = sh("ping", "-n", "-c", str(count), "-i", "0.01", dst, ns=src)
+        times = sorted(float(line.split("time=")[1].split()[0]) * 1000 for line in out.splitlines() if "time=" in line)
+        if not times:
+            raise SideError(f"ping {dst} from {src}: {out[-200:]}")
+        return statistics.median(times), times[max(0, math.ceil(0.9 * len(times)) - 1)]
+
+    def throughput(self, src: str, dst: str, dst_ip: str) -> float:
+        """iperf3 TCP throughput src -> dst, Mbit/s (the receiver's figure)."""
+        server = subprocess.Popen(["ip", "netns", "exec", dst, "iperf3", "-s", "-1", "-B", dst_ip],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.bench.procs.append(server)
+        try:
+            for _ in range(50):
+                done = subprocess.run(["ip", "netns", "exec", src, "iperf3", "-c", dst_ip, "-J", "-t",
+                                       str(self.bench.args.overlay_seconds)], capture_output=True, text=True,
+                                      timeout=120)
+                if done.returncode == 0:
+                    return float(json.loads(done.stdout)["end"]["sum_received"]["bits_per_second"]) / 1e6
+                time.sleep(0.1)      # the server is not listening yet
+            raise SideError(f"iperf3 to {dst_ip}: {done.stdout[-300:]} {done.stderr[-300:]}")
+        finally:
+            server.kill()
+            server.wait(timeout=10)
+
+    def run(self) -> list[dict[str, Any]]:
+        """One row per path, and the agent start-up row of this backend."""
+        self.setup()
+        self.start_agent(0)
+        (p1, ip1), (p2, ip2) = self.add_pod(0), self.add_pod(0)
+        ready, started = self.start_agent(1)
+        p3, ip3 = self.add_pod(1)
+        while subprocess.run(["ip", "netns", "exec", p1, "ping", "-c", "1", "-W", "0.2", ip3],
+                             capture_output=True).returncode != 0:
+            if time.monotonic() - started > 30:
+                raise SideError(f"{ip3} on node 2 never answered {ip1} on node 1")
+        reachable = time.monotonic() - started
+        rows = []
+        paths = ([("same node (bridge)", p1, p2, ip2)] if self.backend == "vxlan" else []) + \
+            [(f"across nodes ({self.backend})", p1, p3, ip3)]
+        for label, src, dst, dst_ip in paths:
+            median, p90 = self.rtt(src, dst_ip)
+            rows.append({"path": label, "throughput_mbit_s": self.throughput(src, dst, dst_ip),
+                         "rtt_median_us": median, "rtt_p90_us": p90})
+        rows.append({"path": f"agent start ({self.backend}, 2nd node)", "start_to_ready_ms": ready * 1000,
+                     "start_to_reachable_ms": reachable * 1000})
+        return rows
+
+
+def overlay_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| pod -> pod | TCP throughput (Mbit/s) | RTT median (µs) | RTT p90 (µs) |", "|---|---|---|---|"]
+    for row in rows:
+        if "throughput_mbit_s" in row:
+            lines.append(f"| {row['path']} | {row['throughput_mbit_s']:.0f} | {row['rtt_median_us']:.0f} | "
+                         f"{row['rtt_p90_us']:.0f} |")
+    lines += ["", "| pycni-overlayd | start -> subnet.env (ms) | start -> pod on it reachable from a remote pod (ms) |",
+              "|---|---|---|"]
+    for row in rows:
+        if "start_to_ready_ms" in row:
+            lines.append(f"| {row['path']} | {row['start_to_ready_ms']:.0f} | {row['start_to_reachable_ms']:.0f} |")
+    return "\n".join(lines)
 
 
 def nat_rules(count: int) -> str:
@@ -626,18 +821,18 @@ def nat_rules_removal() -> str:
 
 
 # ====================================================================================================== output
-def machine_info(args: argparse.Namespace) -> dict:
+def machine_info(args: argparse.Namespace) -> dict[str, Any]:
     iptables = subprocess.run(["iptables", "--version"], capture_output=True, text=True).stdout.strip()
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), "unknown")
     return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "iptables": iptables, "python": platform.python_version(), "loadavg_start": os.getloadavg(),
             "pycni_bin": str(args.pycni_bin.resolve()), "go_bin": str(args.go_bin.resolve()),
             "cnitool": str(args.cnitool.resolve())}
 
 
-def cell(stats: dict, key: str, unit: str) -> str:
+def cell(stats: dict[str, Any], key: str, unit: str) -> str:
     if "error" in stats:
         return f"ERROR: {stats['error'][:70]}" if key == "median" else "—"
     if key == "p90" and stats["n"] == 1:
@@ -667,8 +862,8 @@ def errors_list(rows: list[Row]) -> list[str]:
     return [f"[{side}] {message} (rows: {'; '.join(labels)})" for (side, message), labels in stopped.items()]
 
 
-def as_json(rows: list[Row], notes: list[str], info: dict, args: argparse.Namespace, left: list[str],
-            complete: bool) -> dict:
+def as_json(rows: list[Row], notes: list[str], info: dict[str, Any], args: argparse.Namespace, left: list[str],
+            complete: bool) -> dict[str, Any]:
     settings = {k: v for k, v in vars(args).items() if isinstance(v, (int, str, bool, float)) or v is None}
     return {"machine": info, "settings": settings, "complete": complete, "leftovers": left, "notes": notes,
             "rows": [{"row": row.label, "unit": row.unit, "pycni": row.stats("pycni"), "go": row.stats("go"),
@@ -691,7 +886,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--allocations", type=int, help="host-local allocations of row 5 (default 2000; "
                         "--quick 300)")
     parser.add_argument("--nat-rules", type=int, default=5000, help="extra nat rules of row 3 (default 5000)")
-    parser.add_argument("--rows", default="1,2,3,4,5,6", help="which rows to run, e.g. 1,5 (default all)")
+    parser.add_argument("--rows", default="1,2,3,4,5,6,7", help="which rows to run, e.g. 1,5 (default all)")
+    parser.add_argument("--overlayd", type=Path, help="pycni-overlayd for row 7 (default: dist/overlayd/ next to "
+                        "--cni-bin, else overlay/main.py)")
+    parser.add_argument("--overlay-seconds", type=int, default=3, help="iperf3 duration per path, row 7")
+    parser.add_argument("--overlay-pings", type=int, default=200, help="pings per path, row 7")
     parser.add_argument("--quick", action="store_true", help="fewer iterations, 300 allocations (development)")
     parser.add_argument("--json", type=Path, help="also write the results (with machine info) as JSON here")
     parser.add_argument("--agent", type=Path, help=argparse.SUPPRESS)
@@ -703,8 +902,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.allocations < 2 or args.iterations < 1 or args.parallel_rounds < 1 or args.parallel < 1:
         parser.error("--iterations, --parallel-rounds, --parallel must be >= 1 and --allocations >= 2")
     args.wanted = {int(x) for x in args.rows.split(",") if x.strip()}
-    if not args.wanted <= set(range(1, 7)):
-        parser.error("--rows takes numbers 1-6")
+    if not args.wanted <= set(range(1, 8)):
+        parser.error("--rows takes numbers 1-7")
+    if args.overlayd is None:
+        built = args.pycni_bin.resolve().parent / "overlayd" / "pycni-overlayd"
+        args.overlayd = built if built.exists() else Path(__file__).resolve().parent.parent / "overlay" / "main.py"
     return args
 
 
@@ -712,7 +914,7 @@ class Interrupted(BaseException):
     """SIGINT, SIGTERM or SIGHUP: stop measuring, clean up, show what was measured."""
 
 
-def raise_on_signal(signum, frame):
+def raise_on_signal(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(128 + signum)
 
 
@@ -749,8 +951,11 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
         left = bench.leftovers()
         info["loadavg_end"] = os.getloadavg()
-    print("\n" + table(bench.rows))
-    problems = errors_list(bench.rows)
+    if bench.rows:
+        print("\n" + table(bench.rows))
+    if bench.overlay:
+        print("\n" + overlay_table(bench.overlay))
+    problems = errors_list(bench.rows) + [f"[overlay] {row['error']}" for row in bench.overlay if "error" in row]
     for line in problems:
         print(f"error: {line}")
     for note in bench.notes:
@@ -761,7 +966,9 @@ def main() -> int:
     print("leftovers: " + (", ".join(left) if left else "none (all namespaces of this run removed)"))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(as_json(bench.rows, bench.notes, info, args, left, complete), indent=2) + "\n")
+        result = as_json(bench.rows, bench.notes, info, args, left, complete)
+        result["overlay"] = bench.overlay
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json}")
     if not complete:
         return interrupted or 1

@@ -11,6 +11,7 @@ PACKAGES=(
   podman runc                                    # tests/e2e/test_podman.py: podman 4.3 (CNI backend) with runc
   containerd                                     # tests/e2e/test_containerd.py: containerd 1.6 with its CRI plugin
   etcd-server etcd-client                        # tests/e2e/test_overlay.py: the store behind pycni-overlayd (3.4)
+  iperf3                                         # scripts/bench.py row 7: pod-to-pod throughput over the overlay
 )
 missing=()
 for pkg in "${PACKAGES[@]}"; do

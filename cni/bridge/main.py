@@ -10,8 +10,8 @@ if not getattr(sys, "frozen", False):   # from the source tree, also under `pyth
     _here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:0] = [_here, os.path.dirname(os.path.dirname(_here))]
 
-from common.skel import main  # noqa: E402
 from bridge.plugin import PLUGIN  # noqa: E402
+from common.skel import main  # noqa: E402
 
 if __name__ == "__main__":
     main(PLUGIN)

@@ -13,7 +13,7 @@ from ..record import record
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
-    from typing import Iterable, Sequence
+    from collections.abc import Iterable, Sequence
 
 LOCK_WAIT = 10  # seconds; the reference waits forever (`--wait` without a timeout)
 _TOOLS = {4: ("iptables", "iptables-save", "iptables-restore"), 6: ("ip6tables", "ip6tables-save", "ip6tables-restore")}
@@ -39,7 +39,7 @@ def save_chains(table: str, chains: Sequence[str], family: int, *, needed_by: st
     else:   # an injected runner goes one by one, stopping at the first failure
         results = (runner(argv, needed_by=needed_by) for argv in commands)
     lines = [f"*{table}"]
-    for chain, done in zip(chains, results):
+    for done in results:              # one per chain, in order
         if done.status != 0:
             if _missing_chain(done):
                 continue

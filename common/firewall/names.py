@@ -3,9 +3,9 @@ a Go plugin has to find and delete what we created, and we what it created)."""
 from __future__ import annotations
 
 try:    # the builtin SHA-512 needs no OpenSSL: hashlib's _hashlib costs ~3 ms per plugin start
-    from _sha512 import sha512
+    from _sha512 import sha512 as sha512  # re-exported: bridge.masq hashes bytes with it
 except ImportError:  # pragma: no cover - a Python built without it
-    from hashlib import sha512
+    from hashlib import sha512 as sha512
 
 MAX_CHAIN = 28  # iptables chain names are at most 28 characters
 

@@ -1,7 +1,6 @@
 """nftables edge: read a table as JSON with `nft -j list`, apply a transaction with one `nft -f -`."""
 from __future__ import annotations
 
-
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
     from typing import Any
@@ -11,7 +10,8 @@ from .. import jsonio
 from ..errors import CniError, Code
 
 
-def list_table(family: str, table: str, *, needed_by: str, runner: execs.Runner = execs.run) -> list[dict[str, Any]] | None:
+def list_table(family: str, table: str, *, needed_by: str,
+               runner: execs.Runner = execs.run) -> list[dict[str, Any]] | None:
     """The table's objects (`nftables` array entries) or None when the table does not exist."""
     done = runner(["nft", "-j", "list", "table", family, table], needed_by=needed_by)
     if done.status != 0:
@@ -20,9 +20,12 @@ def list_table(family: str, table: str, *, needed_by: str, runner: execs.Runner 
             return None
         raise CniError(Code.INTERNAL, f"nft list table {family} {table} failed: {text.strip()}")
     try:
-        return list(jsonio.loads(done.stdout).get("nftables", []))
+        data = jsonio.loads(done.stdout)
     except ValueError:
-        raise CniError(Code.INTERNAL, f"nft printed undecodable JSON for table {family} {table}") from None
+        data = None
+    if not isinstance(data, dict):
+        raise CniError(Code.INTERNAL, f"nft printed undecodable JSON for table {family} {table}")
+    return list(data.get("nftables", []))
 
 
 def apply(script: str, *, needed_by: str, runner: execs.Runner = execs.run) -> None:

@@ -3,7 +3,7 @@ member in its own netns, pycni-overlayd on each node, pods added through libcni 
 plugin. Only addresses inside these namespaces are used (192.0.2.0/24 underlay, 10.244.0.0/16 pods).
 
     ov-<id>-ul   br-ul 192.0.2.1/24 (also "outside the cluster network" for masquerade checks)
-    ov-<id>-e1   eth0 192.0.2.11  etcd
+    ov-<id>-e1   eth0 192.0.2.11  etcd member m1 (e2, e3: 192.0.2.12, .13 for a 3-member cluster)
     ov-<id>-n1.. eth0 192.0.2.21.. pycni-overlayd, cni0, pods ov-<id>-p1..
 
 `close()` kills every process it started (by PID) and deletes every namespace, also after a failure.
@@ -22,7 +22,8 @@ from typing import Any
 
 from conftest import REPO
 
-ETCD_IP = "192.0.2.11"
+ETCD_IPS = ("192.0.2.11", "192.0.2.12", "192.0.2.13")
+ETCD_IP = ETCD_IPS[0]
 OUTSIDE_IP = "192.0.2.1"
 SERVER = """
 import socket, sys
@@ -81,7 +82,7 @@ class Ns:
 
 
 class Node:
-    def __init__(self, cluster: "Cluster", n: int) -> None:
+    def __init__(self, cluster: Cluster, n: int) -> None:
         self.cluster, self.n = cluster, n
         self.ns = cluster.netns(f"n{n}", f"192.0.2.{20 + n}")
         self.ip = f"192.0.2.{20 + n}"
@@ -102,7 +103,7 @@ class Node:
 
     # --- the agent -----------------------------------------------------------------------------------------
     def start_agent(self, *extra: str, wait: bool = True) -> None:
-        argv = [*agent_argv(), "--etcd-endpoints", f"http://{ETCD_IP}:2379", "--subnet-file", str(self.subnet_file),
+        argv = [*agent_argv(), "--etcd-endpoints", self.cluster.endpoints, "--subnet-file", str(self.subnet_file),
                 "--lease-ttl", str(self.cluster.ttl), "--reconcile-interval", "2", "--healthz-port", "8471", *extra]
         self.agent = self.ns.popen(*argv, stdout=subprocess.DEVNULL, stderr=open(self.log, "ab"))
         self.cluster.procs.append(self.agent)
@@ -111,7 +112,7 @@ class Node:
 
     def run_agent(self, *extra: str, timeout: float = 30) -> subprocess.CompletedProcess[bytes]:
         """The agent in the foreground, for the cases where it must exit by itself."""
-        argv = [*agent_argv(), "--etcd-endpoints", f"http://{ETCD_IP}:2379", "--subnet-file", str(self.subnet_file),
+        argv = [*agent_argv(), "--etcd-endpoints", self.cluster.endpoints, "--subnet-file", str(self.subnet_file),
                 "--lease-ttl", str(self.cluster.ttl), *extra]
         return self.ns.run(*argv, check=False, timeout=timeout)
 
@@ -129,8 +130,32 @@ class Node:
         self.agent = None
         return status
 
+    def vanish(self) -> None:
+        """The node is gone: its agent SIGKILLed, its namespace and its pods' deleted (its underlay veth with them)."""
+        if self.agent is not None:
+            self.stop_agent(signal.SIGKILL)
+        for ns in (*self.pods, self.ns):
+            sh("ip", "netns", "delete", ns.name)
+            self.cluster.namespaces.remove(ns)
+        self.pods = []
+
+    def change_ip(self, address: str) -> None:
+        """A new underlay address on eth0 (the old one removed), default route as before."""
+        self.ns.run("ip", "addr", "del", f"{self.ip}/24", "dev", "eth0")
+        self.ns.run("ip", "addr", "add", f"{address}/24", "dev", "eth0")
+        self.ns.run("ip", "route", "replace", "default", "via", OUTSIDE_IP)
+        self.ip = address
+
+    def lease_id(self) -> str:
+        """The etcd lease (hex) this node's subnet key is bound to, as its subnet.env says."""
+        for line in self.subnet_file.read_text().splitlines():
+            if line.startswith("PYCNI_LEASE_ID="):
+                return line.split("=", 1)[1]
+        raise AssertionError(self.subnet_file.read_text())
+
     def healthz(self) -> str:
-        probe = "import urllib.request as u\ntry:\n print(u.urlopen('http://127.0.0.1:8471/healthz', timeout=2).status)\n" \
+        probe = "import urllib.request as u\ntry:\n" \
+                " print(u.urlopen('http://127.0.0.1:8471/healthz', timeout=2).status)\n" \
                 "except Exception as e:\n print(getattr(e, 'code', e))"
         return self.ns.out(sys.executable, "-c", probe).strip()
 
@@ -169,13 +194,16 @@ class Cluster:
         self.work, self.cni_bin, self.cnitool, self.ttl = work, cni_bin, cnitool, ttl
         self.namespaces: list[Ns] = []
         self.procs: list[subprocess.Popen[bytes]] = []
-        self.etcd: subprocess.Popen[bytes] | None = None
+        self.etcd: dict[int, subprocess.Popen[bytes]] = {}     # running members, by index into ETCD_IPS
+        self.members = 0                                          # the cluster's size, fixed by the first start
         self.ul = self.netns("ul")
         self.ul.run("ip", "link", "add", "br-ul", "type", "bridge")
         self.ul.run("ip", "addr", "add", f"{OUTSIDE_IP}/24", "dev", "br-ul")
         self.ul.run("ip", "link", "set", "br-ul", "up")
         self.e1 = self.netns("e1", ETCD_IP)
+        self.etcd_ns = [self.e1]
         self.nodes: list[Node] = []
+        self.endpoints = f"http://{ETCD_IP}:2379"               # what agents get as --etcd-endpoints
 
     def netns(self, role: str, underlay_ip: str | None = None) -> Ns:
         ns = Ns(f"ov-{self.id}-{role}")
@@ -196,31 +224,56 @@ class Cluster:
         return node
 
     # --- etcd ----------------------------------------------------------------------------------------------
-    def start_etcd(self) -> None:
-        data = self.work / "etcd"
-        self.etcd = self.e1.popen(
-            "etcd", "--name", "m1", "--data-dir", str(data), "--listen-client-urls",
-            f"http://{ETCD_IP}:2379,http://127.0.0.1:2379", "--advertise-client-urls", f"http://{ETCD_IP}:2379",
-            "--listen-peer-urls", f"http://{ETCD_IP}:2380", "--initial-advertise-peer-urls",
-            f"http://{ETCD_IP}:2380", "--initial-cluster", f"m1=http://{ETCD_IP}:2380",
-            "--initial-cluster-state", "existing" if data.exists() else "new",
-            stdout=subprocess.DEVNULL, stderr=open(self.work / "etcd.log", "ab"))
-        self.procs.append(self.etcd)
+    def start_etcd(self, members: int | None = None) -> None:
+        """Start every member that is not running (the first call fixes the size: 1 or 3), wait until healthy."""
+        if not self.members:
+            self.members = members or 1
+            for i in range(1, self.members):
+                self.etcd_ns.append(self.netns(f"e{i + 1}", ETCD_IPS[i]))
+            self.endpoints = ",".join(f"http://{ip}:2379" for ip in ETCD_IPS[:self.members])
+        peers = ",".join(f"m{i + 1}=http://{ETCD_IPS[i]}:2380" for i in range(self.members))
+        for i in range(self.members):
+            if i in self.etcd:
+                continue
+            ip, data = ETCD_IPS[i], self.work / f"etcd-m{i + 1}"
+            self.etcd[i] = self.etcd_ns[i].popen(
+                "etcd", "--name", f"m{i + 1}", "--data-dir", str(data), "--listen-client-urls",
+                f"http://{ip}:2379,http://127.0.0.1:2379", "--advertise-client-urls", f"http://{ip}:2379",
+                "--listen-peer-urls", f"http://{ip}:2380", "--initial-advertise-peer-urls", f"http://{ip}:2380",
+                "--initial-cluster", peers, "--initial-cluster-token", f"ov-{self.id}",
+                "--initial-cluster-state", "existing" if data.exists() else "new",
+                stdout=subprocess.DEVNULL, stderr=open(self.work / f"etcd-m{i + 1}.log", "ab"))
+            self.procs.append(self.etcd[i])
         deadline = time.monotonic() + 20
-        while self.etcdctl("endpoint", "health", check=False).returncode != 0:
-            assert self.etcd.poll() is None, (self.work / "etcd.log").read_text()[-2000:]
+        while self.etcdctl("endpoint", "health", "--cluster", check=False).returncode != 0:
+            for i, proc in self.etcd.items():
+                assert proc.poll() is None, (self.work / f"etcd-m{i + 1}.log").read_text()[-2000:]
             assert time.monotonic() < deadline, "etcd not healthy"
             time.sleep(0.1)
 
-    def stop_etcd(self) -> None:
-        assert self.etcd is not None
-        self.etcd.kill()
-        self.etcd.wait(timeout=20)
-        self.etcd = None
+    def stop_etcd(self, member: int | None = None) -> None:
+        """SIGKILL one member (an index into ETCD_IPS), or all of them."""
+        for i in ([member] if member is not None else list(self.etcd)):
+            proc = self.etcd.pop(i)
+            proc.kill()
+            proc.wait(timeout=20)
+
+    def etcd_leader(self) -> int:
+        """The index of the member that is the raft leader now."""
+        status = json.loads(self.etcdctl("endpoint", "status", "-w", "json").stdout)
+        for i, ip in enumerate(ETCD_IPS):
+            for member in status:
+                leader = member["Status"].get("leader", 0)     # left out (0) while an election runs
+                if member["Endpoint"] == f"http://{ip}:2379" and leader and \
+                        leader == member["Status"]["header"]["member_id"]:
+                    return i
+        raise AssertionError(f"no leader: {status}")
 
     def etcdctl(self, *args: str, check: bool = True, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        """etcdctl against the running members (from the underlay namespace)."""
         env = {"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"}
-        return self.e1.run("etcdctl", "--endpoints", "http://127.0.0.1:2379", "--dial-timeout", "2s", *args,
+        endpoints = ",".join(f"http://{ETCD_IPS[i]}:2379" for i in sorted(self.etcd)) or f"http://{ETCD_IP}:2379"
+        return self.ul.run("etcdctl", "--endpoints", endpoints, "--dial-timeout", "2s", *args,
                            check=check, env=env, input=input)
 
     def put_config(self, config: dict[str, Any] | str, prefix: str = "/pycni/network") -> None:

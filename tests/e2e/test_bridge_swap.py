@@ -1,6 +1,6 @@
 """bridge on a node where binaries get swapped (issue 12, items 4-7 and 12), through the built executables.
 
-* DEL never refuses what the reference ADDed: every strict ADD check (tests/bridge_strict_checks.py), ADDed by
+* DEL never refuses what the reference ADDed: every strict ADD check (tests/support/bridge_strict_checks.py), ADDed by
   Debian's Go bridge 1.1.1, is DELed by ours, and nothing is left (item 4).
 * GC and STATUS succeed when the IPAM plugin is the Go host-local, which knows neither verb (item 5).
 * DEL and GC of the same stale container, at once or in a forced order, both succeed and leave nothing; one
@@ -18,56 +18,38 @@ import os
 import shutil
 import subprocess
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-from bridge_strict_checks import CHECKS, StrictCheck
-from bridge_strict_checks import config as strict_config
-from conftest import Netns
+from support import (
+    GO_BIN,
+    SYSTEM_PATH,
+    Answer,
+    Caller,
+    Netns,
+    bridge_conf,
+    cni_env,
+    gc_conf,
+    ipam,
+    link_dir,
+    ok,
+    requires_go,
+    run,
+)
+from support.bridge_strict_checks import CHECKS, StrictCheck
+from support.bridge_strict_checks import config as strict_config
 
-pytestmark = pytest.mark.e2e
-GO_BIN = Path("/usr/lib/cni")
-SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-@pytest.fixture(autouse=True)
-def go_plugins() -> None:
-    if not all((GO_BIN / name).exists() for name in ("bridge", "host-local")):
-        pytest.skip("the Go reference plugins are not in /usr/lib/cni (apt-get install containernetworking-plugins)")
-
-
-@dataclass
-class Answer:
-    status: int
-    out: Any
-    err: str
-
-    @property
-    def code(self) -> int | None:
-        return self.out.get("code") if self.status and isinstance(self.out, dict) else None
+pytestmark = [pytest.mark.e2e, requires_go("bridge", "host-local")]
 
 
-def cni(host: Netns, binary: Path, command: str, conf: dict[str, Any], *, cni_path: Path, cid: str = "",
-        netns: str = "", ifname: str = "eth0", args: str = "", path: str = SYSTEM_PATH,
-        env: dict[str, str] | None = None) -> Answer:
-    """One plugin call inside `host`; GC and STATUS get no container variables (as the spec sends them)."""
-    environ = {"PATH": SYSTEM_PATH, "CNI_COMMAND": command, "CNI_PATH": str(cni_path), **(env or {})}
-    if command not in ("GC", "STATUS"):
-        environ.update(CNI_CONTAINERID=cid, CNI_NETNS=netns, CNI_IFNAME=ifname, CNI_ARGS=args)
-    # `env` sets the plugin's PATH: `ip netns exec` itself is looked up on SYSTEM_PATH
-    done = host.run("/usr/bin/env", f"PATH={path}", str(binary), env=environ, input=json.dumps(conf).encode(),
-                    check=False, timeout=120)
-    text = done.stdout.decode()
-    return Answer(done.returncode, json.loads(text) if text.strip() else None, done.stderr.decode())
-
-
-def ok(answer: Answer) -> Any:
-    assert answer.status == 0, (answer.out, answer.err)
-    return answer.out
+def plugin(host: Netns, binary: Path, command: str, conf: dict[str, Any], *, cni_path: Path, **env: Any) -> Answer:
+    """`binary` as a runtime calls it, inside `host`; GC and STATUS get no container variables (as the spec sends
+    them). `env`: cni_env()'s keywords (`path`: the plugin's PATH) or variables."""
+    return Caller([binary], inside=host, timeout=120, cni_path=cni_path, cid="", container=None)(command, conf, **env)
 
 
 def leftovers(host: Netns, data_dir: Path) -> dict[str, list[str]]:
@@ -101,22 +83,22 @@ def test_go_add_then_our_del_cleans_everything(check: StrictCheck, host_ns: Netn
     pod, cid = netns_factory("pod"), "b12-" + check.id.lower()
     call = dict(cid=cid, netns=pod.path, args=check.cni_args)
 
-    refused = cni(host_ns, dist_bin / "bridge", "ADD", conf, cni_path=dist_bin, **call)
-    assert refused.code == check.code, (refused.out, refused.err)   # ADD keeps its strict errors
+    refused = plugin(host_ns, dist_bin / "bridge", "ADD", conf, cni_path=dist_bin, **call)
+    assert refused.code == check.code, (refused.out, refused.stderr)   # ADD keeps its strict errors
     assert leftovers(host_ns, data_dir) == CLEAN
 
-    added = cni(host_ns, GO_BIN / "bridge", "ADD", conf, cni_path=GO_BIN, **call)
+    added = plugin(host_ns, GO_BIN / "bridge", "ADD", conf, cni_path=GO_BIN, **call)
     if check.go_add is not None:
-        assert (added.status == 0) == check.go_add, (added.out, added.err)
+        assert (added.status == 0) == check.go_add, (added.out, added.stderr)
     if added.status == 0:
         state = leftovers(host_ns, data_dir)
         assert state["veths"] and state["allocations"] and state["iptables"] and state["nft"], state
         conf = {**conf, "prevResult": added.out}
 
     for _ in range(2):   # runtimes retry DEL; the second one finds everything gone
-        deleted = cni(host_ns, dist_bin / "bridge", "DEL", conf, cni_path=dist_bin, **call)
+        deleted = plugin(host_ns, dist_bin / "bridge", "DEL", conf, cni_path=dist_bin, **call)
         # CNI_ARGS both host-locals refuse at ADD; our DEL reads none of them, so it never refuses (lenient DEL)
-        assert deleted.status == 0, (deleted.out, deleted.err)
+        assert deleted.status == 0, (deleted.out, deleted.stderr)
         assert leftovers(host_ns, data_dir) == CLEAN
         assert [line.split(":")[1].strip() for line in pod.sh("ip -o link").splitlines()] == ["lo"]
 
@@ -125,11 +107,8 @@ def test_go_add_then_our_del_cleans_everything(check: StrictCheck, host_ns: Netn
 
 def plugin_dir(work: Path, dist_bin: Path, *, host_local: Path) -> Path:
     """A CNI_PATH of symlinks: our bridge, and `host_local`."""
-    path = work / f"bin-{uuid.uuid4().hex[:6]}"
-    path.mkdir()
-    os.symlink(dist_bin.resolve() / "bridge", path / "bridge")
-    os.symlink(host_local, path / "host-local")
-    return path
+    return link_dir(work / f"bin-{uuid.uuid4().hex[:6]}",
+                    {"bridge": dist_bin.resolve() / "bridge", "host-local": host_local})
 
 
 # What the Go host-local 1.1.1 answers GC and STATUS, by the container variables it is given
@@ -146,50 +125,47 @@ def test_gc_and_status_with_the_go_host_local(envs: str, host_ns: Netns, netns_f
     data_dir = tmp_path / "ipam"
     path = plugin_dir(tmp_path, dist_bin, host_local=GO_BIN / "host-local")
     bridge = path / "bridge"
-    conf = {"cniVersion": "1.0.0", "name": "b12gonet", "type": "bridge", "bridge": "b12go0", "ipMasq": True,
-            "ipam": {"type": "host-local", "dataDir": str(data_dir), "ranges": [[{"subnet": "10.98.0.0/24"}]]}}
+    conf = bridge_conf(data_dir, name="b12gonet", bridge="b12go0", subnet="10.98.0.0/24", ipMasq=True)
     new = {**conf, "cniVersion": "1.1.0"}   # GC and STATUS exist from spec 1.1.0 on; Go's host-local predates it
-    go_answer = cni(host_ns, GO_BIN / "host-local", "STATUS", new, cni_path=path, env=CONTAINER_ENVS[envs])
+    go_answer = plugin(host_ns, GO_BIN / "host-local", "STATUS", new, cni_path=path, **CONTAINER_ENVS[envs])
     assert go_answer.code == {"none": 3, "containerid": 4, "all": 4}[envs], go_answer.out
 
     pods = {cid: netns_factory("pod") for cid in ("b12-keep", "b12-drop")}
     for cid, pod in pods.items():
-        ok(cni(host_ns, bridge, "ADD", conf, cni_path=path, cid=cid, netns=pod.path))
-    ok(cni(host_ns, bridge, "STATUS", new, cni_path=path, env=CONTAINER_ENVS[envs]))
+        ok(plugin(host_ns, bridge, "ADD", conf, cni_path=path, cid=cid, netns=pod.path))
+    ok(plugin(host_ns, bridge, "STATUS", new, cni_path=path, **CONTAINER_ENVS[envs]))
 
     netns_gone(pods["b12-drop"])
-    gc = {**new, "cni.dev/valid-attachments": [{"containerID": "b12-keep", "ifname": "eth0"}]}
-    ok(cni(host_ns, bridge, "GC", gc, cni_path=path, env=CONTAINER_ENVS[envs]))
+    gc = gc_conf(new, "b12-keep")
+    ok(plugin(host_ns, bridge, "GC", gc, cni_path=path, **CONTAINER_ENVS[envs]))
     rules = "\n".join(leftovers(host_ns, data_dir)["iptables"])
     assert "b12-keep" in rules and "b12-drop" not in rules       # bridge's own part of GC was done
     assert len(leftovers(host_ns, data_dir)["allocations"]) == 2  # the Go host-local has no GC: nothing freed
 
     for cid, pod in pods.items():
-        ok(cni(host_ns, bridge, "DEL", conf, cni_path=path, cid=cid, netns=pod.path))
+        ok(plugin(host_ns, bridge, "DEL", conf, cni_path=path, cid=cid, netns=pod.path))
     assert leftovers(host_ns, data_dir) == CLEAN
 
 
 def test_status_reports_missing_firewall_programs(host_ns: Netns, dist_bin: Path, tmp_path: Path) -> None:
     """Our own readiness: ADD with ipMasq or macspoofchk cannot work without iptables or nft (code 50)."""
-    conf = {"cniVersion": "1.1.0", "name": "b12status", "type": "bridge",
-            "ipam": {"type": "host-local", "dataDir": str(tmp_path), "ranges": [[{"subnet": "10.99.0.0/24"}]]}}
+    conf = {"cniVersion": "1.1.0", "name": "b12status", "type": "bridge", "ipam": ipam(tmp_path, "10.99.0.0/24")}
     tools = tmp_path / "no-firewall"
     tools.mkdir()
     for keys, missing in (({"ipMasq": True}, "ipMasq needs iptables-save and iptables-restore or nft"),
                           ({"ipMasq": True, "ipMasqBackend": "nftables"}, "ipMasq needs nft"),
                           ({"macspoofchk": True}, "macspoofchk needs nft")):
-        answer = cni(host_ns, dist_bin / "bridge", "STATUS", {**conf, **keys}, cni_path=dist_bin, path=str(tools))
+        answer = plugin(host_ns, dist_bin / "bridge", "STATUS", {**conf, **keys}, cni_path=dist_bin, path=str(tools))
         assert answer.code == 50 and answer.out["msg"].startswith(missing), answer.out
-        ok(cni(host_ns, dist_bin / "bridge", "STATUS", {**conf, **keys}, cni_path=dist_bin))
-    ok(cni(host_ns, dist_bin / "bridge", "STATUS", conf, cni_path=dist_bin, path=str(tools)))
+        ok(plugin(host_ns, dist_bin / "bridge", "STATUS", {**conf, **keys}, cni_path=dist_bin))
+    ok(plugin(host_ns, dist_bin / "bridge", "STATUS", conf, cni_path=dist_bin, path=str(tools)))
 
 
 # --- item 6: DEL and GC of the same stale container --------------------------------------------------------------
 
 def race_conf(backend: str, data_dir: Path) -> dict[str, Any]:
-    return {"cniVersion": "1.1.0", "name": "b12race", "type": "bridge", "bridge": "b12ra0", "ipMasq": True,
-            "ipMasqBackend": backend, "macspoofchk": True,
-            "ipam": {"type": "host-local", "dataDir": str(data_dir), "ranges": [[{"subnet": "10.100.0.0/16"}]]}}
+    return bridge_conf(data_dir, name="b12race", version="1.1.0", bridge="b12ra0", subnet="10.100.0.0/16",
+                       ipMasq=True, ipMasqBackend=backend, macspoofchk=True)
 
 
 def stale_containers(host: Netns, make_pod: Callable[[str], Netns], dist_bin: Path, conf: dict[str, Any],
@@ -198,7 +174,7 @@ def stale_containers(host: Netns, make_pod: Callable[[str], Netns], dist_bin: Pa
     cids = [f"b12-stale-{i}" for i in range(count)]
     for cid in cids:
         pod = make_pod("pod")
-        ok(cni(host, dist_bin / "bridge", "ADD", conf, cni_path=dist_bin, cid=cid, netns=pod.path))
+        ok(plugin(host, dist_bin / "bridge", "ADD", conf, cni_path=dist_bin, cid=cid, netns=pod.path))
         netns_gone(pod)
     return cids
 
@@ -208,12 +184,12 @@ def test_del_and_gc_of_the_same_stale_containers_at_once(backend: str, host_ns: 
                                                          dist_bin: Path, tmp_path: Path) -> None:
     conf = race_conf(backend, tmp_path / "ipam")
     cids = stale_containers(host_ns, netns_factory, dist_bin, conf, 30)
-    gc = {**conf, "cni.dev/valid-attachments": []}
+    gc = gc_conf(conf)
 
     def pair(cid: str) -> list[Answer]:
         with ThreadPoolExecutor(2) as both:
-            calls = [both.submit(cni, host_ns, dist_bin / "bridge", "DEL", conf, cni_path=dist_bin, cid=cid),
-                     both.submit(cni, host_ns, dist_bin / "bridge", "GC", gc, cni_path=dist_bin)]
+            calls = [both.submit(plugin, host_ns, dist_bin / "bridge", "DEL", conf, cni_path=dist_bin, cid=cid),
+                     both.submit(plugin, host_ns, dist_bin / "bridge", "GC", gc, cni_path=dist_bin)]
             return [c.result() for c in calls]
 
     with ThreadPoolExecutor(6) as pool:
@@ -255,27 +231,27 @@ def test_a_removal_that_lost_the_race_still_succeeds(backend: str, first: str, h
     """Forced order: the other operation removes the rules between this one's read and its write."""
     conf = race_conf(backend, tmp_path / "ipam")
     lost, other_stale = stale_containers(host_ns, netns_factory, dist_bin, conf, 2)
-    gc = {**conf, "cni.dev/valid-attachments": []}
-    base_env = {"CNI_PATH": str(dist_bin)}
-    del_env = {**base_env, "CNI_COMMAND": "DEL", "CNI_CONTAINERID": lost, "CNI_IFNAME": "eth0", "CNI_NETNS": ""}
+    gc = gc_conf(conf)
+    del_env = cni_env("DEL", cid=lost, cni_path=dist_bin, path=None, CNI_ARGS=None)
+    gc_env = cni_env("GC", cni_path=dist_bin, path=None, container=False)
     shims, flag = tmp_path / "shims", tmp_path / "ran"
     shims.mkdir()
     # the masquerade write: any iptables-restore script, the nft script that touches masq_checks
     tool, marker = ("iptables-restore", "*nat") if backend == "iptables" else ("nft", "masq_checks")
     if first == "GC-wins":   # our DEL reads, a GC removes everything, our DEL writes
-        shim(shims, tool, marker=marker, other="GC", env={**base_env, "CNI_COMMAND": "GC"},
+        shim(shims, tool, marker=marker, other="GC", env=gc_env,
              bridge=dist_bin / "bridge", conf=gc, flag=flag)
-        answer = cni(host_ns, dist_bin / "bridge", "DEL", conf, cni_path=dist_bin, cid=lost,
+        answer = plugin(host_ns, dist_bin / "bridge", "DEL", conf, cni_path=dist_bin, cid=lost,
                      path=f"{shims}:{SYSTEM_PATH}")
     else:                    # our GC reads both stale containers, a DEL removes one, our GC writes
         shim(shims, tool, marker=marker, other="DEL", env=del_env, bridge=dist_bin / "bridge", conf=conf,
              flag=flag)
-        answer = cni(host_ns, dist_bin / "bridge", "GC", gc, cni_path=dist_bin, path=f"{shims}:{SYSTEM_PATH}")
+        answer = plugin(host_ns, dist_bin / "bridge", "GC", gc, cni_path=dist_bin, path=f"{shims}:{SYSTEM_PATH}")
     assert flag.is_dir(), "the shim never ran"
     assert (flag / "out").read_text() == ""          # the other operation succeeded
-    assert answer.status == 0, (answer.out, answer.err)
+    assert answer.status == 0, (answer.out, answer.stderr)
     # GC leaves spoof-check rules (their names carry no network to tell whose they are): DEL removes them
-    ok(cni(host_ns, dist_bin / "bridge", "DEL", conf, cni_path=dist_bin, cid=other_stale))
+    ok(plugin(host_ns, dist_bin / "bridge", "DEL", conf, cni_path=dist_bin, cid=other_stale))
     assert leftovers(host_ns, tmp_path / "ipam") == CLEAN
 
 
@@ -288,17 +264,17 @@ def test_del_with_an_unmounted_netns_file(when: str, host_ns: Netns, netns_facto
     conf = race_conf("iptables", data_dir)
     pod = netns_factory("pod")
     call = dict(cid="b12-unmounted", netns=pod.path)
-    result = ok(cni(host_ns, dist_bin / "bridge", "ADD", conf, cni_path=dist_bin, **call))
+    result = ok(plugin(host_ns, dist_bin / "bridge", "ADD", conf, cni_path=dist_bin, **call))
     conf = {**conf, "prevResult": result}
     try:
         if when == "after-a-first-del":
-            ok(cni(host_ns, dist_bin / "bridge", "DEL", conf, cni_path=dist_bin, **call))
+            ok(plugin(host_ns, dist_bin / "bridge", "DEL", conf, cni_path=dist_bin, **call))
         subprocess.run(["umount", pod.path], check=True)   # the namespace goes; an empty file stays
         assert os.path.isfile(pod.path) and os.path.getsize(pod.path) == 0
         for _ in range(2):
-            ok(cni(host_ns, dist_bin / "bridge", "DEL", conf, cni_path=dist_bin, **call))
+            ok(plugin(host_ns, dist_bin / "bridge", "DEL", conf, cni_path=dist_bin, **call))
             assert leftovers(host_ns, data_dir) == CLEAN
-        adding = cni(host_ns, dist_bin / "bridge", "ADD", conf, cni_path=dist_bin, **call)
+        adding = plugin(host_ns, dist_bin / "bridge", "ADD", conf, cni_path=dist_bin, **call)
         assert adding.code == 4 and "not a network namespace" in adding.out["msg"]   # ADD keeps refusing it
     finally:
         if os.path.exists(pod.path) and not os.path.ismount(pod.path):
@@ -309,9 +285,9 @@ def test_del_with_a_directory_as_netns(host_ns: Netns, netns_factory: Any, dist_
     data_dir = tmp_path / "ipam"
     conf = race_conf("nftables", data_dir)
     pod = netns_factory("pod")
-    ok(cni(host_ns, dist_bin / "bridge", "ADD", conf, cni_path=dist_bin, cid="b12-dir", netns=pod.path))
+    ok(plugin(host_ns, dist_bin / "bridge", "ADD", conf, cni_path=dist_bin, cid="b12-dir", netns=pod.path))
     netns_gone(pod)
-    ok(cni(host_ns, dist_bin / "bridge", "DEL", conf, cni_path=dist_bin, cid="b12-dir", netns=str(tmp_path)))
+    ok(plugin(host_ns, dist_bin / "bridge", "DEL", conf, cni_path=dist_bin, cid="b12-dir", netns=str(tmp_path)))
     assert leftovers(host_ns, data_dir) == CLEAN
 
 
@@ -331,17 +307,14 @@ def execs(trace: Path) -> list[str]:
 
 
 def traced_add(host: Netns, copy: Path, conf: dict[str, Any], pod: Netns, trace: Path, cid: str) -> Answer:
-    environ = {"PATH": SYSTEM_PATH, "CNI_COMMAND": "ADD", "CNI_PATH": str(copy), "CNI_CONTAINERID": cid,
-               "CNI_NETNS": pod.path, "CNI_IFNAME": "eth0"}
-    done = host.run("strace", "-f", "-qq", "-e", "trace=execve", "-o", str(trace), str(copy / "bridge"),
-                    env=environ, input=json.dumps(conf).encode(), check=False)
-    text = done.stdout.decode()
-    return Answer(done.returncode, json.loads(text) if text.strip() else None, done.stderr.decode())
+    """The copy's bridge ADD under strace, the programs it starts written to `trace`."""
+    environ = cni_env("ADD", cid=cid, netns=pod.path, cni_path=copy, CNI_ARGS=None)
+    argv = ["strace", "-f", "-qq", "-e", "trace=execve", "-o", str(trace), str(copy / "bridge")]
+    return run(argv, environ, conf, inside=host)
 
 
 def ipam_conf(data_dir: Path, version: str) -> dict[str, Any]:
-    return {"cniVersion": version, "name": "b12hl", "type": "bridge", "bridge": "b12hl0",
-            "ipam": {"type": "host-local", "dataDir": str(data_dir), "ranges": [[{"subnet": "10.101.0.0/24"}]]}}
+    return bridge_conf(data_dir, name="b12hl", version=version, bridge="b12hl0", subnet="10.101.0.0/24")
 
 
 def test_our_own_host_local_runs_in_process_also_in_a_copied_install(host_ns: Netns, netns_factory: Any,
@@ -374,7 +347,7 @@ def test_a_wrapper_in_place_of_host_local_is_execd(how: str, host_ns: Netns, net
     assert result["ips"][0]["address"].startswith("10.101.0.")
     assert log.read_text() == "ADD b12-wrapped\n"
     assert str(target) in execs(tmp_path / "trace")
-    ok(cni(host_ns, copy / "bridge", "DEL", {**ipam_conf(data_dir, "1.0.0"), "prevResult": result},
+    ok(plugin(host_ns, copy / "bridge", "DEL", {**ipam_conf(data_dir, "1.0.0"), "prevResult": result},
            cni_path=copy, cid="b12-wrapped", netns=pod.path))
     assert log.read_text() == "ADD b12-wrapped\nDEL b12-wrapped\n"
     assert leftovers(host_ns, data_dir) == CLEAN
@@ -390,8 +363,8 @@ def test_the_go_host_local_copied_over_ours_is_execd(host_ns: Netns, netns_facto
     assert target.stat().st_ino == inode
     pod = netns_factory("pod")
     # only spec <= 1.0.0 in Go's 1.1.1: its answer to a 1.1.0 config shows it was the one that ran
-    answer = cni(host_ns, copy / "bridge", "ADD", ipam_conf(tmp_path / "ipam", "1.1.0"), cni_path=copy,
+    answer = plugin(host_ns, copy / "bridge", "ADD", ipam_conf(tmp_path / "ipam", "1.1.0"), cni_path=copy,
                  cid="b12-go", netns=pod.path)
     assert answer.code == 1 and "incompatible CNI versions" in answer.out["msg"], answer.out
-    ok(cni(host_ns, copy / "bridge", "ADD", ipam_conf(tmp_path / "ipam", "1.0.0"), cni_path=copy, cid="b12-go",
+    ok(plugin(host_ns, copy / "bridge", "ADD", ipam_conf(tmp_path / "ipam", "1.0.0"), cni_path=copy, cid="b12-go",
            netns=pod.path))

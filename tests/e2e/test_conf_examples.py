@@ -7,8 +7,7 @@ import json
 
 import pytest
 
-from conftest import REPO
-from node import Node
+from support import REPO, Node
 
 pytestmark = pytest.mark.e2e
 EXAMPLES = sorted((REPO / "conf-examples").glob("*.conflist"))

@@ -4,7 +4,7 @@ as its config.toml (bin_dir /opt/cni/bin, conf_dir /etc/cni/net.d), the plugin d
 (dist_bin: `make install` puts the same files there; PYCNI_E2E_BIN=/usr/lib/cni runs it against the Go plugins),
 and conf-examples/10-pycni.conflist (bridge + host-local + portmap) as the one conflist.
 
-containerd runs confined to a throwaway node (tests/e2e/containerd/node.py): a node netns and a private mount
+containerd runs confined to a throwaway node (tests/support/containerd/node.py): a node netns and a private mount
 namespace, its own root/state/sockets, a private /var/lib/cni. One containerd start per test (containerd answers
 within ~0.1 s; each test takes 1-2 s).
 """
@@ -13,14 +13,15 @@ from __future__ import annotations
 import ipaddress
 import json
 import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
-from conftest import REPO, Netns, have
-from containerd.image import is_static
-from containerd.node import BUSYBOX, NODE_ADDRESS, ContainerdNode, Pod
+from support import REPO, Netns, have
+from support.containerd.node import NODE_ADDRESS, ContainerdNode, Pod
+from support.runtime import BUSYBOX, is_static
 
 CONFLIST = REPO / "conf-examples" / "10-pycni.conflist"
 SNIPPET = REPO / "conf-examples" / "containerd-config.toml"
@@ -82,7 +83,7 @@ def cri_api(tmp_path_factory: pytest.TempPathFactory) -> types.SimpleNamespace:
     """cri_api.proto compiled with grpc_tools (dev dependency) into a temporary directory."""
     pytest.importorskip("grpc", reason="grpcio not installed (make venv)")
     pytest.importorskip("grpc_tools", reason="grpcio-tools not installed (make venv)")
-    from containerd.cri import compile_api
+    from support.containerd.cri import compile_api
 
     return compile_api(tmp_path_factory.mktemp("cri_api"))
 

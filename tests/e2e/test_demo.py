@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from support import REPO
 
 pytestmark = pytest.mark.e2e
 
@@ -19,4 +19,6 @@ def test_demo_passes(dist_bin, cnitool):
     assert lines[-1] == "demo passed"
     assert not [line for line in lines if "[FAIL]" in line]
     checked = [line for line in lines if "[ok  ]" in line]
-    assert len(checked) == 14   # 2 ADD, 2 CHECK, 3 pings, 2 HTTP via the host port, 2 DEL, 3 nothing-left checks
+    assert len(checked) == 14 + 15   # act one: 2 ADD, 2 CHECK, 3 pings, 2 HTTP via the host port, 2 DEL, 3 nothing-left
+    # act two (the overlay): set-up, etcd, 2 agents ready, 2 ADD, 2 pings and 1 HTTP across nodes, 2 DEL, 2 agents
+    # stopped, 2 nothing-left checks

@@ -1,6 +1,6 @@
 """The built executables (dist/cni-bin) speak the protocol, and libcni accepts them.
 
-Every case of the protocol table (tests/protocol_cases.py: error codes, version gates, VERSION, malformed input)
+Every case of the protocol table (tests/support/protocol_cases.py: error codes, version gates, VERSION, malformed input)
 runs against every shipped plugin, as it runs in-process in tests/unit/common/test_skel.py: the frozen build
 differs from the source tree (it once answered malformed JSON with 999 where the in-process tests passed). Each
 run is inside a throwaway node netns, so an input that slipped through to a handler touches nothing of the
@@ -11,42 +11,30 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
-import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
-from conftest import SHIPPED_PLUGINS, Netns
-from protocol_cases import CASES, SPEC_VERSIONS, check_answer, check_result_shape
+from support import SHIPPED_PLUGINS, SYSTEM_PATH, Caller, Netns, run, throwaway_netns, unique_name
+from support.protocol_cases import CASES, SPEC_VERSIONS, check_answer, check_result_shape
 
 pytestmark = pytest.mark.e2e
-SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @pytest.fixture(scope="module")
 def table_ns() -> Iterator[Netns]:
     """One throwaway node netns for the whole table (removed afterwards, even on failure)."""
-    ns = Netns(f"pycni-proto-{uuid.uuid4().hex[:8]}")
-    subprocess.run(["ip", "netns", "add", ns.name], check=True)
-    try:
+    with throwaway_netns(unique_name("proto")) as ns:
         yield ns
-    finally:
-        subprocess.run(["ip", "netns", "delete", ns.name], check=False, capture_output=True)
-
-
-def call(dist_bin: Path, plugin: str, ns: Netns, environ: dict[str, str], stdin: bytes,
-         timeout: float = 30) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(["nsenter", f"--net={ns.path}", "--", str(dist_bin / plugin)], input=stdin,
-                          env={"PATH": SYSTEM_PATH, **environ}, capture_output=True, timeout=timeout)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
 @pytest.mark.parametrize("plugin", SHIPPED_PLUGINS)
 def test_protocol_case(dist_bin: Path, table_ns: Netns, plugin: str, case: Any) -> None:
-    done = call(dist_bin, plugin, table_ns, case.env, case.stdin)
-    check_answer(case, plugin, done.returncode, done.stdout.decode(errors="replace"),
-                 done.stderr.decode(errors="replace"))
+    done = run([dist_bin / plugin], {"PATH": SYSTEM_PATH, **case.env}, case.stdin, inside=table_ns, timeout=30)
+    check_answer(case, plugin, done.status, done.stdout, done.stderr)
 
 
 # --- results at every version ---------------------------------------------------------------------------------
@@ -123,14 +111,15 @@ def test_results_at_every_version(dist_bin: Path, netns_factory: Callable[[str],
     data_dir = tmp_path / "data"
     for n, version in enumerate(SPEC_VERSIONS):
         conf, extra = scenario(plugin, version, data_dir)
-        environ = {"CNI_CONTAINERID": f"proto-{n}", "CNI_NETNS": pod.path, "CNI_IFNAME": "eth0",
-                   "CNI_PATH": str(dist_bin), **extra}
+        call = Caller([dist_bin / plugin], inside=node, timeout=30, cid=f"proto-{n}", netns=pod.path,
+                      cni_path=dist_bin, CNI_ARGS=None, **extra)
+        environ = call.env("ADD")
 
-        def verb(command: str, config: dict[str, Any] = conf) -> str:
-            done = call(dist_bin, plugin, node, {**environ, "CNI_COMMAND": command}, json.dumps(config).encode())
-            assert done.returncode == 0, (command, version, done.stdout.decode(), done.stderr.decode())
-            assert b"Traceback" not in done.stderr, done.stderr.decode()
-            return done.stdout.decode()
+        def verb(command: str, config: dict[str, Any] = conf, call: Caller = call, version: str = version) -> str:
+            done = call(command, config)
+            assert done.status == 0, (command, version, done.stdout, done.stderr)
+            assert "Traceback" not in done.stderr, done.stderr
+            return done.stdout
 
         data = json.loads(verb("ADD"))
         check_addresses(plugin, version, data, check_result_shape(data, version), pod)
@@ -142,10 +131,10 @@ def test_results_at_every_version(dist_bin: Path, netns_factory: Callable[[str],
             assert verb("GC", {**conf, "cni.dev/valid-attachments": valid}) == ""
             assert verb("CHECK", {**conf, "prevResult": data}) == "", "GC removed a valid attachment"
         assert verb("DEL", {**conf, "prevResult": data}) == ""
-    assert allocations(data_dir) == [], "allocations left after DEL"
+    assert allocated_addresses(data_dir) == [], "allocations left after DEL"
 
 
-def allocations(data_dir: Path) -> list[str]:
+def allocated_addresses(data_dir: Path) -> list[str]:
     """host-local's one file per allocated address (named by the address)."""
     found = []
     for path in data_dir.rglob("*"):

@@ -5,13 +5,14 @@ STATUS, as the spec says). Everything runs in a throwaway node namespace; pods a
 """
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from support import VALID, Caller, Netns, gc_conf, ipam, ok
 
 pytestmark = pytest.mark.e2e
 NETWORK = "gcnet"
@@ -21,41 +22,33 @@ SHARED_CHAINS = ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-SETMARK", "CNI-HOSTPORT-MASQ
 
 
 class Plugins:
-    """Runs dist/cni-bin/<type> inside the node namespace with CNI_PATH=dist/cni-bin (bridge's IPAM delegate)."""
+    """Runs dist/cni-bin/<type> inside the node namespace with CNI_PATH=dist/cni-bin (bridge's IPAM delegate);
+    GC and STATUS get no container variables (as the spec sends them)."""
 
-    def __init__(self, host: Any, bin_dir: Path) -> None:
+    def __init__(self, host: Netns, bin_dir: Path) -> None:
         self.host, self.bin_dir = host, bin_dir
 
-    def run(self, command: str, conf: dict[str, Any], *, cid: str = "", netns: str = "",
-            plugin: str = "") -> tuple[int, Any]:
+    def run(self, command: str, conf: dict[str, Any], *, plugin: str = "", **env: Any) -> Any:
         """Runs `plugin` (default: the config's type; "host-local" gets the same config, as bridge delegates)."""
-        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": command, "CNI_PATH": str(self.bin_dir)}
-        if command not in ("GC", "STATUS"):
-            env.update(CNI_CONTAINERID=cid, CNI_NETNS=netns, CNI_IFNAME="eth0")
-        done = self.host.run(str(self.bin_dir / (plugin or conf["type"])), env=env, input=json.dumps(conf).encode(),
-                             check=False, timeout=60)
-        out = done.stdout.decode()
-        return done.returncode, (json.loads(out) if out.strip() else None)
+        call = Caller([self.bin_dir / (plugin or conf["type"])], inside=self.host, cni_path=self.bin_dir,
+                      cid="", netns="", container=None, CNI_ARGS=None)
+        return call(command, conf, **env)
 
     def ok(self, command: str, conf: dict[str, Any], **kwargs: Any) -> Any:
-        code, out = self.run(command, conf, **kwargs)
-        assert code == 0, f"{command} {conf['type']} failed: {out}"
-        return out
+        return ok(self.run(command, conf, **kwargs))
 
     def error_code(self, command: str, conf: dict[str, Any], **kwargs: Any) -> int:
-        code, out = self.run(command, conf, **kwargs)
-        assert code != 0 and isinstance(out, dict), f"{command} {conf['type']} should fail: rc={code} {out}"
-        return out["code"]
+        answer = self.run(command, conf, **kwargs)
+        assert answer.code is not None, f"{command} {conf['type']} should fail: rc={answer.status} {answer.out}"
+        return answer.code
 
 
 def confs(backend: str, data_dir: Path, version: str = "1.1.0") -> tuple[dict[str, Any], dict[str, Any]]:
     """bridge (host-local IPAM with room for exactly two containers, ipMasq) and portmap, on `backend`."""
     bridge = {"cniVersion": version, "name": NETWORK, "type": "bridge", "bridge": "gc0", "isGateway": True,
               "ipMasq": True, "ipMasqBackend": backend,
-              "ipam": {"type": "host-local", "dataDir": str(data_dir),
-                       "ranges": [[{"subnet": "10.94.0.0/24", "rangeStart": "10.94.0.10",
-                                    "rangeEnd": "10.94.0.11"}]],
-                       "routes": [{"dst": "0.0.0.0/0"}]}}
+              "ipam": ipam(data_dir, ranges=[[{"subnet": "10.94.0.0/24", "rangeStart": "10.94.0.10",
+                                               "rangeEnd": "10.94.0.11"}]], routes=[{"dst": "0.0.0.0/0"}])}
     portmap = {"cniVersion": version, "name": NETWORK, "type": "portmap", "backend": backend,
                "capabilities": {"portMappings": True}}
     return bridge, portmap
@@ -66,7 +59,7 @@ def with_mapping(portmap: dict[str, Any], cid: str, prev: dict[str, Any]) -> dic
     return {**portmap, "runtimeConfig": {"portMappings": mapping}, "prevResult": prev}
 
 
-def allocations(data_dir: Path) -> dict[str, str]:
+def owners(data_dir: Path) -> dict[str, str]:
     """address -> owner file contents (first line: the container ID)."""
     net = data_dir / NETWORK
     return {p.name: p.read_text().splitlines()[0] for p in net.iterdir()
@@ -91,11 +84,7 @@ def nft_rules_of(host: Any, cid: str) -> list[str]:
     return [line.strip() for line in host.sh("nft list ruleset", check=False).splitlines() if cid in line]
 
 
-def gc_conf(conf: dict[str, Any], key: str, keep: list[str]) -> dict[str, Any]:
-    return {**conf, key: [{"containerID": cid, "ifname": "eth0"} for cid in keep]}
-
-
-@pytest.mark.parametrize("key", ["cni.dev/valid-attachments", "cni.dev/attachments"])
+@pytest.mark.parametrize("key", [VALID, "cni.dev/attachments"])
 @pytest.mark.parametrize("backend", ["iptables", "nftables"])
 def test_gc_and_status(backend, key, host_ns, netns_factory, dist_bin, tmp_path):
     plugins = Plugins(host_ns, dist_bin)
@@ -110,7 +99,7 @@ def test_gc_and_status(backend, key, host_ns, netns_factory, dist_bin, tmp_path)
             prev = plugins.ok("ADD", bridge, cid=cid, netns=pod.path)
             results[cid] = plugins.ok("ADD", with_mapping(portmap, cid, prev), cid=cid, netns=pod.path)
             assert results[cid]["cniVersion"] == "1.1.0"
-        assert sorted(allocations(data_dir).values()) == sorted(pods)
+        assert sorted(owners(data_dir).values()) == sorted(pods)
         fw = firewall(host_ns)
         assert str(PORTS[KEEP]) in fw and str(PORTS[DROP]) in fw
         if backend == "iptables":
@@ -125,10 +114,10 @@ def test_gc_and_status(backend, key, host_ns, netns_factory, dist_bin, tmp_path)
         # DROP's container went away without a DEL (its namespace, hence its veth, is gone) and GC is told
         # only KEEP is valid: DROP's address, masquerade and port-mapping rules go; KEEP's stay
         subprocess.run(["ip", "netns", "delete", pods[DROP].name], check=True)
-        plugins.ok("GC", gc_conf(bridge, key, [KEEP]))
-        plugins.ok("GC", gc_conf(portmap, key, [KEEP]))
+        plugins.ok("GC", gc_conf(bridge, KEEP, key=key, version=None))
+        plugins.ok("GC", gc_conf(portmap, KEEP, key=key, version=None))
         results.pop(DROP)
-        assert list(allocations(data_dir).values()) == [KEEP]
+        assert list(owners(data_dir).values()) == [KEEP]
         fw = firewall(host_ns)
         assert str(PORTS[KEEP]) in fw and str(PORTS[DROP]) not in fw
         if backend == "iptables":
@@ -137,9 +126,9 @@ def test_gc_and_status(backend, key, host_ns, netns_factory, dist_bin, tmp_path)
         else:
             assert nft_rules_of(host_ns, KEEP) and not nft_rules_of(host_ns, DROP)
         # GC again is a no-op
-        plugins.ok("GC", gc_conf(bridge, key, [KEEP]))
-        plugins.ok("GC", gc_conf(portmap, key, [KEEP]))
-        assert list(allocations(data_dir).values()) == [KEEP]
+        plugins.ok("GC", gc_conf(bridge, KEEP, key=key, version=None))
+        plugins.ok("GC", gc_conf(portmap, KEEP, key=key, version=None))
+        assert list(owners(data_dir).values()) == [KEEP]
         assert str(PORTS[KEEP]) in firewall(host_ns)
 
         assert plugins.ok("STATUS", bridge) is None  # an address is free again
@@ -151,13 +140,13 @@ def test_gc_and_status(backend, key, host_ns, netns_factory, dist_bin, tmp_path)
         # GC and STATUS need a 1.1.0 config: older ones are refused with code 1 (incompatible CNI version)
         old_bridge, old_portmap = confs(backend, data_dir, version="1.0.0")
         for conf in (old_bridge, old_portmap):
-            assert plugins.error_code("GC", gc_conf(conf, key, [])) == 1
+            assert plugins.error_code("GC", gc_conf(conf, key=key, version=None)) == 1
             assert plugins.error_code("STATUS", conf) == 1
-        assert list(allocations(data_dir).values()) == [KEEP]  # the refused GC(valid=[]) released nothing
+        assert list(owners(data_dir).values()) == [KEEP]  # the refused GC(valid=[]) released nothing
 
         plugins.ok("DEL", with_mapping(portmap, KEEP, results.pop(KEEP)), cid=KEEP, netns=pods[KEEP].path)
         plugins.ok("DEL", bridge, cid=KEEP, netns=pods[KEEP].path)
-        assert allocations(data_dir) == {}
+        assert owners(data_dir) == {}
         assert host_ns.sh("ip -o link show type veth").strip() == ""
         fw = firewall(host_ns)
         assert KEEP not in fw and str(PORTS[KEEP]) not in fw
@@ -183,7 +172,7 @@ def test_gc_without_attachments_is_refused(backend, host_ns, netns_factory, dist
         before = firewall(host_ns)
         for conf, plugin in ((bridge, ""), (bridge, "host-local"), (portmap, "")):
             assert plugins.error_code("GC", conf, plugin=plugin) == 7
-        assert list(allocations(data_dir).values()) == [KEEP]
+        assert list(owners(data_dir).values()) == [KEEP]
         assert firewall(host_ns) == before
         plugins.ok("CHECK", with_mapping(portmap, KEEP, result), cid=KEEP, netns=pod.path)
     finally:

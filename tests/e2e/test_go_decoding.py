@@ -8,17 +8,15 @@ through libcni (dist/cnitool) must give the same result and the same nat rules, 
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from node import Node
+from support import GO_BIN, Node, link_dir, requires_go
 
-pytestmark = pytest.mark.e2e
-GO_BIN = Path("/usr/lib/cni")
+pytestmark = [pytest.mark.e2e, requires_go("bridge", "host-local", "portmap")]
 CONFLIST = {
     "cniVersion": "1.0.0",
     "name": "gocase",
@@ -44,21 +42,10 @@ CAPITALISED = {
 }
 
 
-@pytest.fixture(autouse=True)
-def go_plugins() -> None:
-    if not all((GO_BIN / name).exists() for name in ("bridge", "host-local", "portmap")):
-        pytest.skip("the Go reference plugins are not in /usr/lib/cni (apt-get install containernetworking-plugins)")
-
-
 def plugin_dir(work: Path, impl: str, dist_bin: Path) -> Path:
     """A CNI_PATH of symlinks to one implementation's bridge, host-local and portmap."""
     source = GO_BIN if impl == "go" else dist_bin.resolve()
-    path = work / f"bin-{impl}"
-    path.mkdir(exist_ok=True)
-    for name in ("bridge", "host-local", "portmap"):
-        if not (path / name).exists():
-            os.symlink(source / name, path / name)
-    return path
+    return link_dir(work / f"bin-{impl}", {name: source / name for name in ("bridge", "host-local", "portmap")})
 
 
 def nat_rules(node: Node, pod_name: str) -> list[str]:

@@ -1,14 +1,13 @@
 """`make install` puts every shipped plugin and their shared runtime into the target, and they run from there."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SHIPPED_PLUGINS
+from support import REPO, SHIPPED_PLUGINS, cni_env, ok, run
 
 pytestmark = pytest.mark.e2e
 
@@ -22,7 +21,4 @@ def test_make_install_puts_every_plugin_into_the_target(dist_bin: Path, tmp_path
     target = tmp_path / "opt" / "cni" / "bin"
     assert sorted(os.listdir(target)) == sorted([".pycni", *SHIPPED_PLUGINS])
     for plugin in SHIPPED_PLUGINS:
-        ran = subprocess.run([str(target / plugin)], env={"CNI_COMMAND": "VERSION"}, input=b"",
-                             capture_output=True, timeout=30)
-        assert ran.returncode == 0, (plugin, ran.stderr.decode())
-        assert "1.1.0" in json.loads(ran.stdout)["supportedVersions"], plugin
+        assert "1.1.0" in ok(run([target / plugin], cni_env("VERSION"), timeout=30))["supportedVersions"], plugin

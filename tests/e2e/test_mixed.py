@@ -13,17 +13,13 @@ portmap run our portmap instead, with the Go bridge + host-local.
 from __future__ import annotations
 
 import ipaddress
-import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from node import Node
+from support import GO_BIN, Node, cni_env, link_dir, ok, requires_go, run
 
-pytestmark = pytest.mark.e2e
-GO_BIN = Path("/usr/lib/cni")
+pytestmark = [pytest.mark.e2e, requires_go("bridge", "host-local", "portmap")]
 HOST_PORT, POD_PORT = 8080, 80
 MAPPING = {"portMappings": [{"hostPort": HOST_PORT, "containerPort": POD_PORT, "protocol": "tcp"}]}
 CONFLIST = {
@@ -38,23 +34,15 @@ CONFLIST = {
 }
 
 
-@pytest.fixture(autouse=True)
-def go_plugins() -> None:
-    if not all((GO_BIN / name).exists() for name in ("bridge", "host-local", "portmap")):
-        pytest.skip("the Go reference plugins are not in /usr/lib/cni (apt-get install containernetworking-plugins)")
-
-
 def cni_path(work: Path, label: str, ours: Path, *, bridge: str, portmap: str) -> Path:
     """A CNI_PATH of symlinks: bridge and host-local from `bridge` ("ours"/"go"), portmap from `portmap`."""
     where = {"ours": ours.resolve(), "go": GO_BIN}
-    path = work / f"cni-path-{label}"
-    path.mkdir()
-    for name, side in (("bridge", bridge), ("host-local", bridge), ("portmap", portmap)):
-        os.symlink(where[side] / name, path / name)
+    sides = {"bridge": bridge, "host-local": bridge, "portmap": portmap}
+    path = link_dir(work / f"cni-path-{label}", {name: where[side] / name for name, side in sides.items()})
+    for name, side in sides.items():
         # the link runs the intended implementation: only ours speaks spec 1.1.0
-        done = subprocess.run([str(path / name)], env={"CNI_COMMAND": "VERSION"}, input=b"{}",
-                              capture_output=True, check=True, timeout=30)
-        assert ("1.1.0" in json.loads(done.stdout)["supportedVersions"]) == (side == "ours"), (name, side)
+        versions = ok(run([path / name], cni_env("VERSION"), b"{}", timeout=30))["supportedVersions"]
+        assert ("1.1.0" in versions) == (side == "ours"), (name, side)
     return path
 
 

@@ -5,16 +5,13 @@ plugins accept) works in every plugin and verb, and a pod the Go plugins created
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import SHIPPED_PLUGINS
-from node import Node
+from support import GO_BIN, SHIPPED_PLUGINS, Caller, Node, link_dir, requires_go
 
 pytestmark = pytest.mark.e2e
-GO_BIN = Path("/usr/lib/cni")
 IFNAME = os.fsdecode(b"eth\xff")   # what os.environ holds for those bytes; subprocess passes the bytes back
 MAPPING = {"portMappings": [{"hostPort": 8090, "containerPort": 80, "protocol": "tcp"}]}
 CONFLIST = {
@@ -30,17 +27,12 @@ CONFLIST = {
 
 def plugin_dir(work: Path, impl: str, dist_bin: Path) -> Path:
     source = GO_BIN if impl == "go" else dist_bin.resolve()
-    path = work / f"bin-{impl}"
-    path.mkdir()
-    for name in ("bridge", "host-local", "portmap"):
-        os.symlink(source / name, path / name)
-    return path
+    return link_dir(work / f"bin-{impl}", {name: source / name for name in ("bridge", "host-local", "portmap")})
 
 
+@requires_go("bridge", "host-local", "portmap")
 @pytest.mark.parametrize("adder, deleter", [("ours", "ours"), ("go", "ours"), ("ours", "go")])
 def test_chain_with_a_non_utf8_ifname(adder, deleter, netns_factory, dist_bin, cnitool, tmp_path):
-    if not (GO_BIN / "bridge").exists():
-        pytest.skip("the Go reference plugins are not in /usr/lib/cni")
     paths = {impl: plugin_dir(tmp_path, impl, dist_bin) for impl in {adder, deleter}}
     node = Node(netns_factory, cni_bin=paths[adder], cnitool=cnitool, work=tmp_path, conflist=CONFLIST)
     pod = node.pod()
@@ -65,8 +57,7 @@ def test_every_plugin_answers_a_non_utf8_ifname_without_internal_error(dist_bin,
     """Protocol level, for every shipped plugin: the name passes validation (no 999) for each verb."""
     conf = b'{"cniVersion": "1.0.0", "name": "bytesnet", "type": "t"}'
     for plugin in SHIPPED_PLUGINS:
-        env = {"CNI_COMMAND": "DEL", "CNI_CONTAINERID": "c1", "CNI_NETNS": "", "CNI_IFNAME": IFNAME,
-               "CNI_PATH": str(dist_bin), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-        done = subprocess.run(["nsenter", f"--net={host_ns.path}", "--", str(dist_bin / plugin)], input=conf,
-                              env=env, capture_output=True, timeout=30)
-        assert b'"code": 999' not in done.stdout and b"Traceback" not in done.stderr, (plugin, done.stdout)
+        call = Caller([dist_bin / plugin], inside=host_ns, timeout=30, ifname=IFNAME, cni_path=dist_bin,
+                      CNI_ARGS=None)
+        done = call("DEL", conf)
+        assert '"code": 999' not in done.stdout and "Traceback" not in done.stderr, (plugin, done.stdout)

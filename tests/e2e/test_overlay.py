@@ -2,14 +2,15 @@
 plane, backed by a real etcd (tests/e2e/overlay_cluster.py builds the namespaces; nothing outside them is used)."""
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from overlay_cluster import OUTSIDE_IP, Cluster
 
 pytestmark = pytest.mark.e2e
@@ -17,19 +18,34 @@ VXLAN = {"Network": "10.244.0.0/16", "SubnetLen": 24, "Backend": {"Type": "vxlan
 HOST_GW = {"Network": "10.244.0.0/16", "SubnetLen": 24, "Backend": {"Type": "host-gw"}}
 
 
-@pytest.fixture
-def cluster(tmp_path: Path, dist_bin: Path, cnitool: Path) -> Iterator[Cluster]:
+@contextmanager
+def running(tmp_path: Path, dist_bin: Path, cnitool: Path, members: int) -> Iterator[Cluster]:
     cluster = Cluster(tmp_path, cni_bin=dist_bin, cnitool=cnitool)
     try:
-        cluster.start_etcd()
+        cluster.start_etcd(members)
         yield cluster
     finally:
         cluster.close()
 
 
-def two_nodes(cluster: Cluster, config: dict, *extra: str) -> tuple:
+@pytest.fixture
+def cluster(tmp_path: Path, dist_bin: Path, cnitool: Path) -> Iterator[Cluster]:
+    with running(tmp_path, dist_bin, cnitool, 1) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def cluster3(tmp_path: Path, dist_bin: Path, cnitool: Path) -> Iterator[Cluster]:
+    """A 3-member etcd."""
+    with running(tmp_path, dist_bin, cnitool, 3) as cluster:
+        yield cluster
+
+
+def two_nodes(cluster: Cluster, config: dict, *extra: str, forward_drop: bool = False) -> tuple:
     cluster.put_config(config)
     n1, n2 = cluster.add_node(), cluster.add_node()
+    for node in (n1, n2) if forward_drop else ():
+        node.ns.run("iptables", "-w", "5", "-P", "FORWARD", "DROP")
     n1.start_agent(*extra)
     n2.start_agent(*extra)
     assert n1.subnet() != n2.subnet()
@@ -42,8 +58,9 @@ def two_nodes(cluster: Cluster, config: dict, *extra: str) -> tuple:
 def test_pods_on_two_nodes_reach_each_other(cluster: Cluster, config: dict, mtu: int) -> None:
     """pod <-> pod (ping, TCP: the receiver sees the sender's pod address), node -> remote pod, a hostPort on
     node 1 from node 2, pod -> outside masqueraded (--ip-masq), the maximum DF ping passes and one byte more
-    fails. (~6 s each)"""
-    n1, n2, p1, ip1, p2, ip2 = two_nodes(cluster, config, "--ip-masq")
+    fails; nodes whose FORWARD policy is DROP (the agent's PYCNI-OVERLAY-FWD accepts the cluster network); an
+    address of the cluster network that no node holds is unreachable, not sent out the default route. (~4 s each)"""
+    n1, n2, p1, ip1, p2, ip2 = two_nodes(cluster, config, "--ip-masq", forward_drop=True)
     assert f"FLANNEL_MTU={mtu}" in n1.subnet_file.read_text() and "FLANNEL_IPMASQ=true" in n1.subnet_file.read_text()
     assert n1.healthz() == "200"
     assert cluster.ping(p2, ip1)
@@ -62,6 +79,9 @@ def test_pods_on_two_nodes_reach_each_other(cluster: Cluster, config: dict, mtu:
     payload = mtu - 28                                                 # IPv4 20 + ICMP 8
     assert cluster.ping(p1, ip2, "-M", "do", "-s", str(payload)), f"DF ping of {mtu} bytes"
     assert not cluster.ping(p1, ip2, "-M", "do", "-s", str(payload + 1)), f"DF ping of {mtu + 1} bytes passed"
+    assert "unreachable 10.244.0.0/16 proto 118" in n1.ns.out("ip", "route", "show", "type", "unreachable")
+    nowhere = p1.run("ping", "-c", "1", "-W", "2", "10.244.250.9", check=False)
+    assert nowhere.returncode != 0 and "Unreachable" in nowhere.stdout.decode(), nowhere.stdout.decode()
     if config is VXLAN:
         link = n1.ns.out("ip", "-d", "link", "show", "pycni.1")
         assert "vxlan id 1 " in link and "dstport 8472" in link and "nolearning" in link, link
@@ -75,26 +95,28 @@ def test_pods_on_two_nodes_reach_each_other(cluster: Cluster, config: dict, mtu:
 
 @pytest.mark.slow
 def test_a_dead_nodes_entries_go_when_its_lease_expires(cluster: Cluster) -> None:
-    """SIGKILL of node 3's agent: within the TTL (4 s) plus a reconcile, nodes 1 and 2 drop its route,
-    neighbour and FDB entries; their own traffic is not disturbed. (~9 s)"""
+    """SIGKILL of node 3's agent, and node 4 gone whole (agent killed, its namespace and pods deleted): within
+    the TTL (4 s) plus a reconcile, nodes 1 and 2 drop both nodes' route, neighbour and FDB entries; their own
+    traffic is not disturbed. (~7 s)"""
     n1, n2, p1, ip1, p2, ip2 = two_nodes(cluster, VXLAN)
-    n3 = cluster.add_node()
+    n3, n4 = cluster.add_node(), cluster.add_node()
     n3.start_agent()
-    p3, ip3 = n3.add_pod()
-    cluster.eventually(lambda: cluster.ping(p1, ip3), what="pod on node 3")
-    dead = n3.subnet()
-    assert dead in n1.entries() and dead in n2.entries()
+    n4.start_agent()
+    (_, ip3), (_, ip4) = n3.add_pod(), n4.add_pod()
+    cluster.eventually(lambda: cluster.ping(p1, ip3) and cluster.ping(p2, ip4), what="pods on nodes 3 and 4")
+    dead = [(n3.subnet(), n3.ip), (n4.subnet(), n4.ip)]
+    assert all(subnet in n1.entries() and subnet in n2.entries() for subnet, _ in dead)
     n3.stop_agent(signal.SIGKILL)
+    n4.vanish()
     started = time.monotonic()
-    gateway = dead.split("/")[0] + " "          # its neighbour entry: "10.244.N.0 dev pycni.1 ..."
 
     def forgotten() -> bool:
         entries = n1.entries() + n2.entries()
-        return dead not in entries and gateway not in entries and n3.ip not in entries
+        return not any(subnet in entries or subnet.split("/")[0] + " " in entries or ip in entries
+                       for subnet, ip in dead)   # route, neighbour ("10.244.N.0 dev pycni.1 ..."), FDB dst
     cluster.eventually(forgotten, timeout=cluster.ttl + 10,
-                       what=lambda: f"peers to forget node 3: {n1.entries()} {n1.log.read_text()[-1500:]}")
+                       what=lambda: f"peers to forget nodes 3, 4: {n1.entries()} {n1.log.read_text()[-1500:]}")
     assert time.monotonic() - started >= cluster.ttl - 1, "removed before the lease could expire"
-    assert n3.ip not in n1.entries() and n3.ip not in n2.entries()
     assert cluster.ping(p1, ip2) and cluster.ping(p2, ip1)
 
 
@@ -135,6 +157,93 @@ def test_a_peers_new_vtep_mac_replaces_its_entries(cluster: Cluster) -> None:
     entries = n1.entries()
     assert old not in entries, entries
     assert cluster.ping(p1, ip2)
+
+
+@pytest.mark.parametrize("config", [VXLAN, HOST_GW], ids=["vxlan", "host-gw"])
+def test_a_peers_new_public_ip_replaces_its_entries(cluster: Cluster, config: dict) -> None:
+    """Node 2's underlay address changes (192.0.2.22 -> .42) and its agent restarts: it keeps its subnet (the key
+    is still bound to the etcd lease its subnet.env names), node 1 replaces the FDB entry (vxlan) or the route
+    (host-gw) with the new address, nothing with the old one is left, and traffic flows. (~3 s each)"""
+    n1, n2, p1, ip1, p2, ip2 = two_nodes(cluster, config)
+    subnet, old = n2.subnet(), n2.ip
+    assert n2.stop_agent() == 0
+    n2.change_ip("192.0.2.42")
+    n2.start_agent()
+    assert n2.subnet() == subnet
+    cluster.eventually(lambda: "192.0.2.42" in n1.entries(), what=lambda: f"the new address on node 1: {n1.entries()}")
+    entries = n1.entries()
+    assert old not in entries, entries
+    key = f"/pycni/network/subnets/{subnet.replace('/', '-')}"
+    value = json.loads(cluster.etcdctl("get", "--print-value-only", key).stdout)
+    assert value["PublicIP"] == "192.0.2.42"
+    assert len(cluster.etcdctl("get", "--prefix", "--keys-only", "/pycni/network/subnets/").stdout.split()) == 2
+    cluster.eventually(lambda: cluster.ping(p1, ip2) and cluster.ping(p2, ip1), what="traffic after the change")
+
+
+def test_release_on_exit_drops_the_node_at_once(cluster: Cluster) -> None:
+    """--release-on-exit: SIGTERM exits 0 and deletes the subnet key; node 1 drops node 2's entries at once (well
+    before the TTL), node 2's own device stays. (~2 s)"""
+    n1, n2, p1, ip1, p2, ip2 = two_nodes(cluster, VXLAN, "--release-on-exit")
+    subnet = n2.subnet()
+    assert subnet in n1.entries()
+    started = time.monotonic()
+    assert n2.stop_agent() == 0
+    assert subnet.replace("/", "-") not in cluster.etcdctl("get", "--prefix", "--keys-only", "/pycni/").stdout.decode()
+    cluster.eventually(lambda: subnet not in n1.entries() and n2.ip not in n1.entries(), timeout=1.5,
+                       what=lambda: f"node 1 to drop node 2 at once: {n1.entries()}")
+    assert time.monotonic() - started < cluster.ttl - 1
+    assert "pycni.1" in n2.ns.out("ip", "link", "show")
+    assert "released " + subnet in n2.log.read_text()
+
+
+def test_healthz_is_503_until_ready_then_200(cluster: Cluster) -> None:
+    """An agent waiting for etcd answers /healthz with 503 and writes no subnet.env; once etcd is up and the
+    first reconcile done, 200. (~3 s)"""
+    cluster.put_config(VXLAN)
+    cluster.stop_etcd()
+    node = cluster.add_node()
+    node.start_agent(wait=False)
+    cluster.eventually(lambda: node.healthz() == "503", what=lambda: f"503 from healthz: {node.healthz()}")
+    assert not node.subnet_file.exists()
+    cluster.start_etcd()
+    node.wait_ready()
+    assert node.healthz() == "200"
+
+
+@pytest.mark.slow
+def test_etcd_leader_killed_pods_keep_traffic_and_leases_renew(cluster3: Cluster) -> None:
+    """A 3-member etcd whose leader the agents talk to is SIGKILLed: a ping every 50 ms between pods on two nodes
+    loses nothing, both subnet keys are still bound to their leases and renewed well past the TTL, and a node
+    joining afterwards is programmed on both (their watches failed over). (~10 s)"""
+    cluster = cluster3
+    leader = cluster.etcd_leader()
+    urls = cluster.endpoints.split(",")
+    cluster.endpoints = ",".join([urls[leader], *(url for i, url in enumerate(urls) if i != leader)])
+    n1, n2, p1, ip1, p2, ip2 = two_nodes(cluster, VXLAN)
+    leases = {node.n: node.lease_id() for node in (n1, n2)}
+    pinger = p1.popen("ping", "-i", "0.05", "-w", str(cluster.ttl + 3), "-W", "1", ip2, stdout=subprocess.PIPE)
+    cluster.procs.append(pinger)
+    cluster.stop_etcd(leader)
+    killed = time.monotonic()
+    cluster.eventually(lambda: _has_leader(cluster), what="a new etcd leader")
+    time.sleep(max(0.0, cluster.ttl + 2 - (time.monotonic() - killed)))   # past the TTL: renewals must work
+    for node in (n1, n2):
+        ttl = json.loads(cluster.etcdctl("lease", "timetolive", leases[node.n], "-w", "json").stdout)["ttl"]
+        assert ttl > 0, f"node {node.n}'s lease {leases[node.n]} expired: {node.log.read_text()[-1500:]}"
+    out = pinger.communicate(timeout=20)[0].decode()
+    assert " 0% packet loss" in out, out
+    n3 = cluster.add_node()
+    n3.start_agent()
+    p3, ip3 = n3.add_pod()
+    cluster.eventually(lambda: cluster.ping(p1, ip3) and cluster.ping(p2, ip3), what="nodes 1, 2 to program node 3")
+
+
+def _has_leader(cluster: Cluster) -> bool:
+    try:
+        cluster.etcd_leader()
+        return True
+    except AssertionError:
+        return False
 
 
 def test_racing_agents_never_share_a_subnet_and_the_next_one_exits_2(cluster: Cluster) -> None:

@@ -19,12 +19,13 @@ import string
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from conftest import Netns, have
+from support import Netns, allocations, have, veths
+from support.runtime import BUSYBOX, cgroups, is_static, pod_rules
 
 pytestmark = pytest.mark.e2e
 
@@ -34,10 +35,7 @@ SUBNET = ipaddress.ip_network("10.89.7.0/24")
 GATEWAY = "10.89.7.1"
 HOST_PORT, POD_PORT = 8080, 80
 PAGE = "hello from pycni podman e2e"
-BUSYBOX = Path("/bin/busybox")
 RUNROOT = "/run/containers/storage"  # inside the private /run tmpfs (podman limits it to 50 characters)
-# Chains shared by every container: they (and the jumps into them) are meant to stay after DEL.
-SHARED_CHAINS = {"CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-SETMARK", "CNI-HOSTPORT-MASQ", "CNI-FORWARD", "CNI-ADMIN"}
 
 # Runs as the holder: a new mount namespace (entered into the node netns by nsenter). Prints its pid, then sleeps.
 HOLDER = r"""
@@ -53,18 +51,6 @@ mount -t tmpfs -o mode=755 tmpfs /var/lib/cni
 echo "ready $$"
 exec sleep infinity
 """
-
-
-def _is_static(path: Path) -> bool:
-    """True when the ELF file has no PT_INTERP program header (no dynamic loader needed inside the rootfs)."""
-    data = path.read_bytes()
-    if data[:4] != b"\x7fELF":
-        return False
-    wide, order = data[4] == 2, "little" if data[5] == 1 else "big"
-    phoff = int.from_bytes(data[0x20:0x28] if wide else data[0x1C:0x20], order)
-    entsize = int.from_bytes(data[0x36:0x38] if wide else data[0x2A:0x2C], order)
-    count = int.from_bytes(data[0x38:0x3A] if wide else data[0x2C:0x2E], order)
-    return all(int.from_bytes(data[phoff + i * entsize:phoff + i * entsize + 4], order) != 3 for i in range(count))
 
 
 def _render(name: str, dest: Path, **values: str) -> None:
@@ -181,40 +167,15 @@ class PodmanNode:
                 pass
 
     def _cgroups(self) -> list[Path]:
-        """Our cgroup parent and everything below it, deepest first, in every hierarchy under /sys/fs/cgroup."""
-        groups: list[Path] = []
-        for line in Path("/proc/self/mountinfo").read_text().splitlines():
-            mount_point, fstype = line.split()[4], line.split(" - ")[1].split()[0]
-            top = Path(mount_point) / self.cgroup_parent.lstrip("/")
-            if fstype in ("cgroup", "cgroup2") and mount_point.startswith("/sys/fs/cgroup") and top.is_dir():
-                groups += sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [top]
-        return groups
+        return cgroups(self.cgroup_parent)
 
     # --- what the node has ---------------------------------------------------------------------------------------
     def allocations(self) -> list[str]:
-        net_dir = self.work / "ipam" / NETWORK
-        if not net_dir.exists():
-            return []
-        return sorted(p.name for p in net_dir.iterdir() if p.name != "lock" and not p.name.startswith("last_"))
+        return allocations(self.work / "ipam", NETWORK)
 
     def pod_rules(self, ids: list[str]) -> list[str]:
-        """Per-container firewall state in the node: per-container chains (CNI-DN-*, CNI-<hash>), their rules and
-        the jumps into them, and any rule naming a container id (iptables and nft)."""
-        found = []
-        for tool in ("iptables-save", "ip6tables-save"):
-            for line in self.node.sh(tool).splitlines():
-                words = line.split()
-                if line.startswith(":CNI-") and words[0][1:] not in SHARED_CHAINS:
-                    found.append(line)
-                elif line.startswith("-A "):
-                    target = words[words.index("-j") + 1] if "-j" in words else ""
-                    if any(c.startswith("CNI-") and c not in SHARED_CHAINS for c in (words[1], target)) \
-                            or any(i in line for i in ids):
-                        found.append(line)
-        if have("nft"):
-            found += [ln.strip() for ln in self.node.sh("nft list ruleset", check=False).splitlines()
-                      if any(i in ln for i in ids)]
-        return found
+        """Per-container firewall state in the node (support.runtime.pod_rules)."""
+        return pod_rules(self.node, ids)
 
     def fetch(self, url: str) -> str:
         """GET url from the node namespace (busybox wget; its -T segfaults in Debian's static busybox 1.35)."""
@@ -228,7 +189,7 @@ def podman_node(host_ns: Netns, dist_bin: Path, tmp_path: Path) -> Iterator[Podm
                           ("unshare", "util-linux")):
         if not have(tool):
             pytest.skip(f"{tool} not installed (apt-get install {package}; scripts/install-deps.sh)")
-    if not BUSYBOX.exists() or not _is_static(BUSYBOX):
+    if not BUSYBOX.exists() or not is_static(BUSYBOX):
         pytest.skip("a static /bin/busybox is needed for the container rootfs (apt-get install busybox-static)")
     pn = PodmanNode(host_ns, dist_bin, tmp_path)
     try:
@@ -254,7 +215,7 @@ def test_podman_two_containers_published_port(podman_node: PodmanNode) -> None:
     ids = [id1, id2]
     pn.mark("podman run x2")
 
-    fmt = '{{(index .NetworkSettings.Networks "%s").IPAddress}}' % NETWORK
+    fmt = f'{{{{(index .NetworkSettings.Networks "{NETWORK}").IPAddress}}}}'
     ip1, ip2 = (pn.podman("inspect", "--format", fmt, name).strip() for name in ("pod1", "pod2"))
     assert ipaddress.ip_address(ip1) in SUBNET and ipaddress.ip_address(ip2) in SUBNET and ip1 != ip2
     assert pn.allocations() == sorted([ip1, ip2])
@@ -288,7 +249,7 @@ def test_podman_two_containers_published_port(podman_node: PodmanNode) -> None:
     assert pn.podman("ps", "--all", "--quiet") == ""
     assert pn.allocations() == []
     assert pn.pod_rules(ids) == []
-    assert pn.node.sh("ip -o link show type veth").strip() == ""
+    assert veths(pn.node) == []
     assert pn.in_mount_ns("sh", "-c", "ls -A /run/netns 2>/dev/null || true").strip() == ""
     pn.mark("podman rm")
     print("podman e2e timings: " + ", ".join(f"{step} {secs:.2f}s" for step, secs in pn.timings)

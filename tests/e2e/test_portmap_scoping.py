@@ -15,19 +15,18 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-from conftest import Netns
-from node import Node
 
 from common.firewall.names import chain_name
+from support import GO_BIN, Caller, Netns, Node, gc_conf, ok, portmap_conf, requires_go
 
 pytestmark = pytest.mark.e2e
-GO_PORTMAP = Path("/usr/lib/cni/portmap")
+GO_PORTMAP = GO_BIN / "portmap"
 HOST_IP = "192.0.2.10"      # the node's own address (on a veth "uplink"): mappings are reached through it
-PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 BACKENDS = ["iptables", "nftables"]
 
 
@@ -58,13 +57,14 @@ def portmap_state(host: Netns) -> str:
     return "\n".join(lines)
 
 
-def run_portmap(host: Netns, binary: Path, command: str, conf: dict[str, Any], *, cid: str = "",
-                netns: str = "") -> tuple[int, str]:
-    env = {"PATH": PATH, "CNI_COMMAND": command, "CNI_PATH": str(binary.parent)}
-    if command != "GC":
-        env.update(CNI_CONTAINERID=cid, CNI_NETNS=netns, CNI_IFNAME="eth0")
-    done = host.run(str(binary), env=env, input=json.dumps(conf).encode(), check=False)
-    return done.returncode, done.stdout.decode()
+def portmap(host: Netns, binary: Path) -> Caller:
+    """`binary` in the node, CNI_PATH its directory; GC gets no container variables (as the spec sends none)."""
+    return Caller([binary], inside=host, cni_path=binary.parent, cid="", container=None, CNI_ARGS=None)
+
+
+def gc_portmap(net: str, backend: str, valid: list[str] | list[tuple[str, str]]) -> dict[str, Any]:
+    """portmap's GC config for network `net`, the attachments `valid` kept."""
+    return gc_conf({"name": net, "type": "portmap", "backend": backend}, *valid)
 
 
 # --- item 1: a pod on two networks --------------------------------------------------------------------------
@@ -82,20 +82,13 @@ class TwoNetworks:
         add_host_address(self.node.host)
 
     def cni(self, verb: str, net: str, pod: Netns, ifname: str, port: int) -> Any:
-        env = {"PATH": PATH, "CNI_PATH": str(self.dist_bin), "NETCONFPATH": str(self.work / "net.d"),
-               "CNI_IFNAME": ifname, "CNI_CONTAINERID": pod.name, "CAP_ARGS": json.dumps(mapping(port))}
-        argv = [str(self.node.cnitool), "--cache-dir", str(self.work / "cache"), verb, net, pod.path]
-        return self.node.host.run(*argv, env=env, check=False, timeout=120)
+        return self.node.cni(verb, pod, network=net, ifname=ifname, cap_args=mapping(port))
 
     def ok(self, verb: str, net: str, pod: Netns, ifname: str, port: int) -> None:
-        done = self.cni(verb, net, pod, ifname, port)
-        assert done.returncode == 0, f"{verb} {net} {ifname} failed: {done.stdout.decode()} {done.stderr.decode()}"
+        self.node.ok(verb, pod, network=net, ifname=ifname, cap_args=mapping(port))
 
     def gc(self, net: str, valid: list[tuple[str, str]], backend: str) -> None:
-        conf = {"cniVersion": "1.1.0", "name": net, "type": "portmap", "backend": backend,
-                "cni.dev/valid-attachments": [{"containerID": cid, "ifname": ifname} for cid, ifname in valid]}
-        code, out = run_portmap(self.node.host, self.dist_bin / "portmap", "GC", conf)
-        assert code == 0, out
+        ok(portmap(self.node.host, self.dist_bin / "portmap")("GC", gc_portmap(net, backend, valid)))
 
     def reaches(self, port: int, pod: Netns) -> bool:
         return self.node.connect(self.node.host, HOST_IP, port) == f"hello from {pod.name}"
@@ -170,21 +163,19 @@ class Pods:
         self.pods.append(pod)
         return pod, f"10.97.0.{n}"
 
-    def conf(self, backend: str, address: str, port: int, version: str = "1.0.0") -> dict[str, Any]:
-        return {"cniVersion": version, "name": "p12long", "type": "portmap", "backend": backend,
-                "runtimeConfig": mapping(port),
-                "prevResult": {"cniVersion": version, "interfaces": [{"name": "eth0", "sandbox": "/x"}],
-                               "ips": [{"address": f"{address}/24", "interface": 0}]}}
+    def conf(self, backend: str, address: str, port: int) -> dict[str, Any]:
+        return portmap_conf(mapping(port)["portMappings"], name="p12long", ip=f"{address}/24", sandbox="/x",
+                            backend=backend)
+
+    def call(self, command: str, conf: dict[str, Any], cid: str, pod: Netns, binary: Path | None = None) -> Any:
+        return portmap(self.host, binary or self.binary)(command, conf, cid=cid, netns=pod.path)
 
     def ok(self, command: str, conf: dict[str, Any], cid: str, pod: Netns, binary: Path | None = None) -> None:
-        code, out = run_portmap(self.host, binary or self.binary, command, conf, cid=cid, netns=pod.path)
-        assert code == 0, f"{command} {cid[-8:]}: {out}"
+        done = self.call(command, conf, cid, pod, binary)
+        assert done.status == 0, f"{command} {cid[-8:]}: {done.stdout}"
 
     def gc(self, backend: str, valid: list[str]) -> None:
-        conf = {"cniVersion": "1.1.0", "name": "p12long", "type": "portmap", "backend": backend,
-                "cni.dev/valid-attachments": [{"containerID": cid, "ifname": "eth0"} for cid in valid]}
-        code, out = run_portmap(self.host, self.binary, "GC", conf)
-        assert code == 0, out
+        ok(portmap(self.host, self.binary)("GC", gc_portmap("p12long", backend, valid)))
 
     def serve(self, pod: Netns) -> None:
         """A TCP server on the pod's port 80 answering with the pod's name."""
@@ -232,20 +223,18 @@ def test_long_container_ids_are_told_apart(backend, pods):
     pods.gc(backend, [LONG_KEEP])                    # iptables: a cut comment was never matched, GC kept it
     assert pods.reaches(8091, keep_pod) and not pods.reaches(8092, gone_pod)
     pods.ok("CHECK", keep, LONG_KEEP, keep_pod)     # iptables: the cut comment was not recognised
-    code, _ = run_portmap(pods.host, pods.binary, "CHECK", gone, cid=LONG_GONE, netns=gone_pod.path)
-    assert code != 0
+    assert pods.call("CHECK", gone, LONG_GONE, gone_pod).status != 0
 
     pods.ok("DEL", keep, LONG_KEEP, keep_pod)
     assert not pods.reaches(8091, keep_pod)
     assert portmap_state(pods.host) == ""
 
 
+@requires_go("portmap")
 @pytest.mark.parametrize("adder", ["go", "ours"])
 def test_long_container_ids_with_the_go_portmap(adder, pods):
     """iptables: for IDs whose comment is cut, the other implementation's DEL removes the rules, and our CHECK
     and GC recognise the Go plugin's."""
-    if not GO_PORTMAP.exists():
-        pytest.skip("the Go reference plugins are not in /usr/lib/cni")
     (pod1, ip1), (pod2, ip2) = pods.pod(), pods.pod()
     first, second = (GO_PORTMAP, None) if adder == "go" else (None, GO_PORTMAP)
     conf1, conf2 = pods.conf("iptables", ip1, 8093), pods.conf("iptables", ip2, 8094)
@@ -304,9 +293,7 @@ def test_reference_nftables_rules_are_told_apart_by_address(pods):
     pods.ok("CHECK", on_b, cid, pod_b)
 
     # GC cannot place an untagged rule on a network (its comment names none): it leaves it alone
-    gc = {"cniVersion": "1.1.0", "name": "p12other", "type": "portmap", "backend": "nftables",
-          "cni.dev/valid-attachments": []}
-    assert run_portmap(pods.host, pods.binary, "GC", gc)[0] == 0
+    ok(portmap(pods.host, pods.binary)("GC", gc_portmap("p12other", "nftables", [])))
     assert pods.reaches(8096, pod_b)
 
     pods.ok("ADD", on_b, cid, pod_b)                 # a repeated ADD replaces the reference's rules with ours

@@ -5,74 +5,30 @@ IPAM is the Go host-local from /usr/lib/cni (dataDir in tmp_path). Reference com
 """
 from __future__ import annotations
 
-import json
 import os
-import re
-import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-OURS = [sys.executable, str(REPO / "cni" / "bridge" / "main.py")]
-GO = ["/usr/lib/cni/bridge"]
+from support import GO_BIN, Caller, Netns, allocations, bridge_conf, links, nat_rules, ok, source_argv
+
 pytestmark = pytest.mark.root
+# Our bridge from the source tree, and Debian's Go bridge; both with the Go host-local as IPAM.
+our_bridge = Caller(source_argv("bridge"), cid="abc123", cni_path=GO_BIN)
+go_bridge = Caller([GO_BIN / "bridge"], cid="abc123", cni_path=GO_BIN)
+netconf = partial(bridge_conf, name="mynet", bridge="cni0", subnet="10.22.0.0/24")
+NETWORK = "mynet"
 
 
-@dataclass
-class Outcome:
-    status: int
-    out: Any
-    err: str
-
-
-def netconf(data_dir: Path, **keys: Any) -> dict[str, Any]:
-    ranges = keys.pop("ranges", [[{"subnet": "10.22.0.0/24"}]])
-    base: dict[str, Any] = {"cniVersion": "1.0.0", "name": "mynet", "type": "bridge", "bridge": "cni0",
-                            "ipam": {"type": "host-local", "dataDir": str(data_dir), "ranges": ranges}}
-    base.update(keys)
-    return base
-
-
-def cni(host: Any, command: str, conf: dict[str, Any], *, netns: str = "", cid: str = "abc123",
-        ifname: str = "eth0", plugin: list[str] = OURS, args: str = "") -> Outcome:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": f"{REPO}:{REPO / 'cni' / 'bridge'}",
-           "CNI_PATH": "/usr/lib/cni", "CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_NETNS": netns,
-           "CNI_IFNAME": ifname, "CNI_ARGS": args}
-    done = host.run(*plugin, env=env, input=json.dumps(conf).encode(), check=False)
-    text = done.stdout.decode()
-    return Outcome(done.returncode, json.loads(text) if text.strip() else None, done.stderr.decode())
-
-
-def ok(outcome: Outcome) -> Any:
-    assert outcome.status == 0, (outcome.out, outcome.err)
-    return outcome.out
-
-
-def links(ns: Any) -> list[str]:
-    return [line["ifname"] for line in json.loads(ns.sh("ip -j link show"))]
-
-
-def allocations(data_dir: Path, network: str = "mynet") -> list[str]:
-    path = data_dir / network
-    return sorted(p.name for p in path.iterdir() if p.name[0].isdigit() or ":" in p.name) if path.exists() else []
-
-
-def nat_rules(ns: Any) -> str:
-    """iptables-save + ip6tables-save of the nat table, without comments and with counters zeroed."""
-    text = ns.sh("iptables-save -t nat; ip6tables-save -t nat")
-    lines = [re.sub(r"\[\d+:\d+\]", "[0:0]", line) for line in text.splitlines() if not line.startswith("#")]
-    return "\n".join(lines)
-
-
-def cni_lines(ns: Any) -> list[str]:
+def cni_lines(ns: Netns) -> list[str]:
     return [line for line in nat_rules(ns).splitlines() if "CNI-" in line]
 
 
-def nft(ns: Any, what: str) -> str:
+def nft(ns: Netns, what: str) -> str:
     return ns.run("nft", "list", *what.split(), check=False).stdout.decode()
 
 
@@ -86,7 +42,7 @@ def pod(netns_factory: Callable[[str], Any]) -> Any:
 def test_dual_stack_add_check_del(host_ns: Any, pod: Any, tmp_path: Path) -> None:
     conf = netconf(tmp_path, isDefaultGateway=True,
                    ranges=[[{"subnet": "10.22.0.0/24"}], [{"subnet": "fd00:22::/64"}]])
-    result = ok(cni(host_ns, "ADD", conf, netns=pod.path))
+    result = ok(our_bridge("ADD", conf, netns=pod.path, inside=host_ns))
     bridge, veth, eth0 = result["interfaces"]
     assert bridge["name"] == "cni0" and veth["name"].startswith("veth") and len(veth["name"]) == 12
     assert eth0 == {"name": "eth0", "mac": eth0["mac"], "sandbox": pod.path}
@@ -100,27 +56,27 @@ def test_dual_stack_add_check_del(host_ns: Any, pod: Any, tmp_path: Path) -> Non
     assert "default via fd00:22::1 dev eth0" in pod.sh("ip -6 route")
     assert pod.sh("cat /proc/sys/net/ipv6/conf/eth0/accept_dad") == "0\n"
     assert "tentative" not in pod.sh("ip -6 addr show eth0")
-    ok(cni(host_ns, "CHECK", {**conf, "prevResult": result}, netns=pod.path))
-    ok(cni(host_ns, "DEL", {**conf, "prevResult": result}, netns=pod.path))
+    ok(our_bridge("CHECK", {**conf, "prevResult": result}, netns=pod.path, inside=host_ns))
+    ok(our_bridge("DEL", {**conf, "prevResult": result}, netns=pod.path, inside=host_ns))
     assert links(pod) == ["lo"] and veth["name"] not in links(host_ns)
-    assert allocations(tmp_path) == []
-    ok(cni(host_ns, "DEL", {**conf, "prevResult": result}, netns=pod.path))     # idempotent
+    assert allocations(tmp_path, NETWORK) == []
+    ok(our_bridge("DEL", {**conf, "prevResult": result}, netns=pod.path, inside=host_ns))     # idempotent
     assert "cni0" in links(host_ns)                                              # the bridge is kept
 
 
 def test_check_names_what_is_missing(host_ns: Any, pod: Any, tmp_path: Path) -> None:
     conf = netconf(tmp_path, isGateway=True, ipMasq=True)
-    result = ok(cni(host_ns, "ADD", conf, netns=pod.path))
+    result = ok(our_bridge("ADD", conf, netns=pod.path, inside=host_ns))
     with_prev = {**conf, "prevResult": result}
     host_ns.sh("iptables -t nat -F POSTROUTING")
-    failed = cni(host_ns, "CHECK", with_prev, netns=pod.path)
+    failed = our_bridge("CHECK", with_prev, netns=pod.path, inside=host_ns)
     assert failed.status == 1 and "masquerade rules missing" in failed.out["msg"]
     assert "-A POSTROUTING -s 10.22.0.2/32" in failed.out["msg"]
     pod.sh("ip addr flush dev eth0")
-    failed = cni(host_ns, "CHECK", with_prev, netns=pod.path)
+    failed = our_bridge("CHECK", with_prev, netns=pod.path, inside=host_ns)
     assert failed.out["msg"] == "address 10.22.0.2/24 not found on 'eth0'"
     pod.sh("ip link del eth0")
-    failed = cni(host_ns, "CHECK", with_prev, netns=pod.path)
+    failed = our_bridge("CHECK", with_prev, netns=pod.path, inside=host_ns)
     assert failed.out["msg"] == f"CNI created interface 'eth0' in container {pod.path} not found"
 
 
@@ -128,7 +84,7 @@ def test_connectivity_between_pods_and_from_host(host_ns: Any, netns_factory: Ca
                                                  tmp_path: Path) -> None:
     conf = netconf(tmp_path, isGateway=True)
     pods = [netns_factory("pod") for _ in range(2)]
-    ips = [ok(cni(host_ns, "ADD", conf, netns=p.path, cid=f"c{i}"))["ips"][0]["address"].split("/")[0]
+    ips = [ok(our_bridge("ADD", conf, netns=p.path, cid=f"c{i}", inside=host_ns))["ips"][0]["address"].split("/")[0]
            for i, p in enumerate(pods)]
     pods[0].run("ping", "-c1", "-W2", ips[1])
     pods[1].run("ping", "-c1", "-W2", ips[0])
@@ -141,7 +97,7 @@ def test_connectivity_between_pods_and_from_host(host_ns: Any, netns_factory: Ca
 def test_mtu_mac_hairpin_isolation(host_ns: Any, pod: Any, tmp_path: Path) -> None:
     conf = netconf(tmp_path, mtu=1400, hairpinMode=True, portIsolation=True,
                    runtimeConfig={"mac": "0a:58:0a:16:00:99"}, args={"cni": {"mac": "0a:58:0a:16:00:98"}})
-    result = ok(cni(host_ns, "ADD", conf, netns=pod.path, args="IgnoreUnknown=1;MAC=0a:58:0a:16:00:97"))
+    result = ok(our_bridge("ADD", conf, netns=pod.path, args="IgnoreUnknown=1;MAC=0a:58:0a:16:00:97", inside=host_ns))
     veth = result["interfaces"][1]["name"]
     assert result["interfaces"][2]["mac"] == "0a:58:0a:16:00:99"
     assert "link/ether 0a:58:0a:16:00:99" in pod.sh("ip link show eth0")
@@ -152,26 +108,26 @@ def test_mtu_mac_hairpin_isolation(host_ns: Any, pod: Any, tmp_path: Path) -> No
 
 
 def test_defaults_leave_hairpin_and_isolation_off(host_ns: Any, pod: Any, tmp_path: Path) -> None:
-    veth = ok(cni(host_ns, "ADD", netconf(tmp_path), netns=pod.path))["interfaces"][1]["name"]
+    veth = ok(our_bridge("ADD", netconf(tmp_path), netns=pod.path, inside=host_ns))["interfaces"][1]["name"]
     detail = host_ns.sh(f"ip -d link show {veth}")
     assert "hairpin off" in detail and "isolated off" in detail
     assert "inet " not in host_ns.sh("ip addr show cni0")        # no isGateway: no address on the bridge
 
 
 def test_promisc_mode(host_ns: Any, pod: Any, tmp_path: Path) -> None:
-    ok(cni(host_ns, "ADD", netconf(tmp_path, promiscMode=True), netns=pod.path))
+    ok(our_bridge("ADD", netconf(tmp_path, promiscMode=True), netns=pod.path, inside=host_ns))
     assert "PROMISC" in host_ns.sh("ip link show cni0")
 
 
 def test_hairpin_and_promisc_is_a_config_error(host_ns: Any, pod: Any, tmp_path: Path) -> None:
-    failed = cni(host_ns, "ADD", netconf(tmp_path, hairpinMode=True, promiscMode=True), netns=pod.path)
+    failed = our_bridge("ADD", netconf(tmp_path, hairpinMode=True, promiscMode=True), netns=pod.path, inside=host_ns)
     assert failed.status == 1 and failed.out["code"] == 7
     assert links(host_ns) == ["lo"]
 
 
 def test_enabledad(host_ns: Any, pod: Any, tmp_path: Path) -> None:
-    ok(cni(host_ns, "ADD", netconf(tmp_path, enabledad=True, ranges=[[{"subnet": "fd00:22::/64"}]]),
-           netns=pod.path))
+    ok(our_bridge("ADD", netconf(tmp_path, enabledad=True, ranges=[[{"subnet": "fd00:22::/64"}]]),
+           netns=pod.path, inside=host_ns))
     assert pod.sh("cat /proc/sys/net/ipv6/conf/eth0/accept_dad") == "1\n"
 
 
@@ -179,25 +135,25 @@ def test_layer2_only_and_disabled_container_interface(host_ns: Any, netns_factor
                                                        tmp_path: Path) -> None:
     l2 = {"cniVersion": "1.0.0", "name": "l2net", "type": "bridge", "bridge": "br-l2"}
     up, down = netns_factory("pod"), netns_factory("pod")
-    result = ok(cni(host_ns, "ADD", l2, netns=up.path))
+    result = ok(our_bridge("ADD", l2, netns=up.path, inside=host_ns))
     assert "ips" not in result and len(result["interfaces"]) == 3
     assert "state UP" in up.sh("ip link show eth0") and "inet " not in up.sh("ip addr show eth0")
-    ok(cni(host_ns, "ADD", {**l2, "disableContainerInterface": True}, netns=down.path, cid="c2"))
+    ok(our_bridge("ADD", {**l2, "disableContainerInterface": True}, netns=down.path, cid="c2", inside=host_ns))
     assert "state DOWN" in down.sh("ip link show eth0")
 
 
 def test_force_address_replaces_a_different_bridge_address(host_ns: Any, pod: Any, tmp_path: Path) -> None:
     host_ns.sh("ip link add cni0 type bridge && ip addr add 10.99.0.1/24 dev cni0")
-    ok(cni(host_ns, "ADD", netconf(tmp_path, isGateway=True, forceAddress=True), netns=pod.path))
+    ok(our_bridge("ADD", netconf(tmp_path, isGateway=True, forceAddress=True), netns=pod.path, inside=host_ns))
     addrs = host_ns.sh("ip -4 addr show cni0")
     assert "10.22.0.1/24" in addrs and "10.99.0.1" not in addrs
 
 
 def test_existing_non_bridge_link_is_an_error(host_ns: Any, pod: Any, tmp_path: Path) -> None:
     host_ns.sh("ip link add cni0 type veth peer name cni0-peer")
-    failed = cni(host_ns, "ADD", netconf(tmp_path), netns=pod.path)
+    failed = our_bridge("ADD", netconf(tmp_path), netns=pod.path, inside=host_ns)
     assert failed.out["msg"] == "'cni0' already exists but is not a bridge (link type veth)"
-    assert links(pod) == ["lo"] and allocations(tmp_path) == []
+    assert links(pod) == ["lo"] and allocations(tmp_path, NETWORK) == []
 
 
 def test_vlan_without_kernel_support_fails_cleanly(host_ns: Any, pod: Any, tmp_path: Path) -> None:
@@ -205,9 +161,9 @@ def test_vlan_without_kernel_support_fails_cleanly(host_ns: Any, pod: Any, tmp_p
     supported = host_ns.run("ip", "link", "add", "probe0", "type", "bridge", "vlan_filtering", "1", check=False)
     if supported.returncode == 0:
         pytest.skip("kernel supports VLAN filtering; this test covers the unsupported case")
-    failed = cni(host_ns, "ADD", netconf(tmp_path, vlan=10, isGateway=True), netns=pod.path)
+    failed = our_bridge("ADD", netconf(tmp_path, vlan=10, isGateway=True), netns=pod.path, inside=host_ns)
     assert failed.status == 1 and "failed to create bridge 'cni0'" in failed.out["msg"]
-    assert links(pod) == ["lo"] and allocations(tmp_path) == []
+    assert links(pod) == ["lo"] and allocations(tmp_path, NETWORK) == []
 
 
 # --- masquerade: reference state, both backends, DEL without a netns ------------------------------------------
@@ -215,11 +171,11 @@ def test_vlan_without_kernel_support_fails_cleanly(host_ns: Any, pod: Any, tmp_p
 def test_iptables_masq_matches_the_go_plugin_byte_for_byte(netns_factory: Callable[[str], Any],
                                                             tmp_path: Path) -> None:
     states = []
-    for plugin, name in ((OURS, "ours"), (GO, "go")):
+    for plugin, name in ((our_bridge, "ours"), (go_bridge, "go")):
         host, pod = netns_factory("host"), netns_factory("pod")
         conf = netconf(tmp_path / name, ipMasq=True, isGateway=True,
                        ranges=[[{"subnet": "10.22.0.0/24"}], [{"subnet": "fd00:22::/64"}]])
-        ok(cni(host, "ADD", conf, netns=pod.path, plugin=plugin))
+        ok(plugin("ADD", conf, netns=pod.path, inside=host))
         states.append(nat_rules(host))
     assert states[0] == states[1]
     assert "-A POSTROUTING -s 10.22.0.2/32 -m comment --comment" in states[0]
@@ -229,12 +185,12 @@ def test_go_plugin_deletes_our_rules_and_we_delete_its_rules(host_ns: Any, netns
                                                              tmp_path: Path) -> None:
     conf = netconf(tmp_path, ipMasq=True, isGateway=True)
     ours, theirs = netns_factory("pod"), netns_factory("pod")
-    ok(cni(host_ns, "ADD", conf, netns=ours.path, cid="ours"))
-    ok(cni(host_ns, "DEL", conf, netns=ours.path, cid="ours", plugin=GO))
+    ok(our_bridge("ADD", conf, netns=ours.path, cid="ours", inside=host_ns))
+    ok(go_bridge("DEL", conf, netns=ours.path, cid="ours", inside=host_ns))
     assert cni_lines(host_ns) == []
-    ok(cni(host_ns, "ADD", conf, netns=theirs.path, cid="theirs", plugin=GO))
+    ok(go_bridge("ADD", conf, netns=theirs.path, cid="theirs", inside=host_ns))
     assert cni_lines(host_ns)
-    ok(cni(host_ns, "DEL", conf, netns="", cid="theirs"))      # no netns: found by chain name
+    ok(our_bridge("DEL", conf, netns="", cid="theirs", inside=host_ns))      # no netns: found by chain name
     assert cni_lines(host_ns) == []
 
 
@@ -245,23 +201,23 @@ def test_del_after_the_pod_netns_was_deleted_leaves_no_rule(backend: str, host_n
     conf = netconf(tmp_path, ipMasq=True, ipMasqBackend=backend, macspoofchk=True,
                    ranges=[[{"subnet": "10.22.0.0/24"}], [{"subnet": "fd00:22::/64"}]])
     gone, empty = netns_factory("pod"), netns_factory("pod")
-    result = ok(cni(host_ns, "ADD", conf, netns=gone.path, cid="gone"))
-    ok(cni(host_ns, "ADD", conf, netns=empty.path, cid="empty"))
+    result = ok(our_bridge("ADD", conf, netns=gone.path, cid="gone", inside=host_ns))
+    ok(our_bridge("ADD", conf, netns=empty.path, cid="empty", inside=host_ns))
     gone.run("true")
     os.system(f"ip netns delete {gone.name}")
-    ok(cni(host_ns, "DEL", {**conf, "prevResult": result}, netns=gone.path, cid="gone"))
-    ok(cni(host_ns, "DEL", conf, netns="", cid="empty"))        # CNI_NETNS empty, no prevResult
+    ok(our_bridge("DEL", {**conf, "prevResult": result}, netns=gone.path, cid="gone", inside=host_ns))
+    ok(our_bridge("DEL", conf, netns="", cid="empty", inside=host_ns))        # CNI_NETNS empty, no prevResult
     assert cni_lines(host_ns) == []
     assert "masquerade comment" not in nft(host_ns, "table inet cni_plugins_masquerade")
     assert "macspoofchk" not in nft(host_ns, "table bridge nat")
-    assert allocations(tmp_path) == []
+    assert allocations(tmp_path, NETWORK) == []
 
 
 def test_nftables_masq_state(host_ns: Any, pod: Any, tmp_path: Path) -> None:
     """Debian's Go bridge 1.1.1 predates ipMasqBackend: compared with the v1.9.1 state (knftables)."""
     conf = netconf(tmp_path, ipMasq=True, ipMasqBackend="nftables",
                    ranges=[[{"subnet": "10.22.0.0/24"}], [{"subnet": "fd00:22::/64"}]])
-    ok(cni(host_ns, "ADD", conf, netns=pod.path))
+    ok(our_bridge("ADD", conf, netns=pod.path, inside=host_ns))
     comment = "d23676b4f2d9fe04-ebce0e3dd4dafae3, net: mynet, if: eth0, id: abc123"
     assert nft(host_ns, "table inet cni_plugins_masquerade") == f"""table inet cni_plugins_masquerade {{
 \tcomment "Masquerading for plugins from github.com/containernetworking/plugins"
@@ -284,10 +240,10 @@ def test_nftables_masq_state(host_ns: Any, pod: Any, tmp_path: Path) -> None:
 
 def test_macspoofchk_matches_the_go_plugin(netns_factory: Callable[[str], Any], tmp_path: Path) -> None:
     states = []
-    for plugin, name in ((OURS, "ours"), (GO, "go")):
+    for plugin, name in ((our_bridge, "ours"), (go_bridge, "go")):
         host, pod = netns_factory("host"), netns_factory("pod")
         conf = netconf(tmp_path / name, macspoofchk=True, runtimeConfig={"mac": "0a:58:0a:16:00:05"})
-        veth = ok(cni(host, "ADD", conf, netns=pod.path, plugin=plugin))["interfaces"][1]["name"]
+        veth = ok(plugin("ADD", conf, netns=pod.path, inside=host))["interfaces"][1]["name"]
         states.append(nft(host, "table bridge nat").replace(veth, "VETH"))
     assert states[0] == states[1]
     assert 'ether saddr 0a:58:0a:16:00:05 return comment "macspoofchk-abc123-eth0"' in states[0]
@@ -298,15 +254,15 @@ def test_gc_removes_rules_of_stale_attachments(host_ns: Any, netns_factory: Call
     for backend in ("iptables", "nftables"):
         conf = netconf(tmp_path, ipMasq=True, ipMasqBackend=backend)
         for cid in (f"keep-{backend}", f"stale-{backend}"):
-            ok(cni(host_ns, "ADD", conf, netns=netns_factory("pod").path, cid=cid))
+            ok(our_bridge("ADD", conf, netns=netns_factory("pod").path, cid=cid, inside=host_ns))
     gc = {**netconf(tmp_path), "cniVersion": "1.1.0", "cni.dev/valid-attachments": [
         {"containerID": "keep-iptables", "ifname": "eth0"}, {"containerID": "keep-nftables", "ifname": "eth0"}]}
-    ok(cni(host_ns, "GC", gc))
+    ok(our_bridge("GC", gc, inside=host_ns))
     assert {line.split('id: \\"')[1].split('\\"')[0] for line in cni_lines(host_ns) if "id:" in line} \
         == {"keep-iptables"}
     listing = nft(host_ns, "table inet cni_plugins_masquerade")
     assert "id: keep-nftables" in listing and "stale" not in listing
-    ok(cni(host_ns, "STATUS", gc))
+    ok(our_bridge("STATUS", gc, inside=host_ns))
 
 
 # --- rollback and concurrency ---------------------------------------------------------------------------------
@@ -315,21 +271,21 @@ def test_failed_add_with_exhausted_ipam_leaves_no_veth_and_no_allocation(host_ns
                                                                           netns_factory: Callable[[str], Any],
                                                                           tmp_path: Path) -> None:
     conf = netconf(tmp_path, ipMasq=True, isGateway=True, ranges=[[{"subnet": "10.30.0.0/30"}]])
-    ok(cni(host_ns, "ADD", conf, netns=pod.path, cid="first"))
+    ok(our_bridge("ADD", conf, netns=pod.path, cid="first", inside=host_ns))
     before = links(host_ns)
     second = netns_factory("pod")
-    failed = cni(host_ns, "ADD", conf, netns=second.path, cid="second")
+    failed = our_bridge("ADD", conf, netns=second.path, cid="second", inside=host_ns)
     assert failed.status == 1 and "no IP addresses available" in failed.out["msg"]
     assert links(host_ns) == before and links(second) == ["lo"]
-    assert allocations(tmp_path) == ["10.30.0.2"]
+    assert allocations(tmp_path, NETWORK) == ["10.30.0.2"]
 
 
 def test_failure_after_ipam_releases_the_allocation(host_ns: Any, pod: Any, tmp_path: Path) -> None:
     host_ns.sh("ip link add cni0 type bridge && ip addr add 10.99.0.1/24 dev cni0")
-    failed = cni(host_ns, "ADD", netconf(tmp_path, isGateway=True, ipMasq=True), netns=pod.path)
+    failed = our_bridge("ADD", netconf(tmp_path, isGateway=True, ipMasq=True), netns=pod.path, inside=host_ns)
     assert failed.out["msg"] == "'cni0' already has an IP address different from 10.22.0.1/24"
     assert links(host_ns) == ["lo", "cni0"] and links(pod) == ["lo"]
-    assert allocations(tmp_path) == [] and cni_lines(host_ns) == []
+    assert allocations(tmp_path, NETWORK) == [] and cni_lines(host_ns) == []
 
 
 def test_30_parallel_adds_onto_a_new_bridge(host_ns: Any, netns_factory: Callable[[str], Any],
@@ -337,7 +293,8 @@ def test_30_parallel_adds_onto_a_new_bridge(host_ns: Any, netns_factory: Callabl
     conf = netconf(tmp_path, isGateway=True, ipMasq=True, bridge="br-par")
     pods = [netns_factory("pod") for _ in range(30)]
     with ThreadPoolExecutor(max_workers=30) as pool:
-        outcomes = list(pool.map(lambda i: cni(host_ns, "ADD", conf, netns=pods[i].path, cid=f"p{i}"), range(30)))
+        outcomes = list(pool.map(lambda i: our_bridge("ADD", conf, netns=pods[i].path, cid=f"p{i}", inside=host_ns),
+                                 range(30)))
     assert [o.status for o in outcomes] == [0] * 30, [o.out for o in outcomes if o.status]
     assert len({o.out["ips"][0]["address"] for o in outcomes}) == 30
     assert host_ns.sh("ip -4 addr show br-par").count("inet ") == 1

@@ -5,71 +5,27 @@ The expected results are written out by hand per version family (not computed wi
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-OURS = [sys.executable, "-I", str(REPO / "cni" / "loopback" / "main.py")]
-VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+from support import GO_BIN, Caller, links, lo_state, ok, source_argv
+from support import error as failed
+from support import loopback_conf as conf
+from support.protocol_cases import SPEC_VERSIONS as VERSIONS
+
 WITH_CHECK = ("0.4.0", "1.0.0", "1.1.0")
 pytestmark = pytest.mark.root
-
-
-@dataclass
-class Outcome:
-    status: int
-    out: Any
-    err: str
-
-
-def conf(version: str | None = "1.0.0", **extra: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"name": "lonet", "type": "loopback", **extra}
-    if version is not None:
-        base["cniVersion"] = version
-    return base
-
-
-def cni(host: Any, command: str, config: dict[str, Any], *, netns: str, ifname: str = "lo", cid: str = "c1",
-        **extra: str) -> Outcome:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CNI_PATH": "/usr/lib/cni", "CNI_COMMAND": command,
-           "CNI_CONTAINERID": cid, "CNI_NETNS": netns, "CNI_IFNAME": ifname, **extra}
-    done = host.run(*OURS, env=env, input=json.dumps(config).encode(), check=False)
-    text = done.stdout.decode()
-    return Outcome(done.returncode, json.loads(text) if text.strip() else None, done.stderr.decode())
-
-
-def ok(outcome: Outcome) -> Any:
-    assert outcome.status == 0, (outcome.out, outcome.err)
-    assert "Traceback" not in outcome.err, outcome.err
-    return outcome.out
-
-
-def failed(outcome: Outcome) -> tuple[int, str]:
-    assert outcome.status == 1, (outcome.out, outcome.err)
-    assert "Traceback" not in outcome.err, outcome.err
-    return outcome.out["code"], outcome.out["msg"]
-
-
-def lo_state(ns: Any) -> tuple[bool, list[str]]:
-    """(is lo administratively up, its addresses in kernel order)."""
-    (link,) = json.loads(ns.sh("ip -j addr show dev lo"))
-    return "UP" in link["flags"], [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", [])]
-
-
-def links(ns: Any) -> list[str]:
-    return [link["ifname"] for link in json.loads(ns.sh("ip -j link show"))]
+loopback = Caller(source_argv("loopback"), ifname="lo", cni_path=GO_BIN)
 
 
 def expected(version: str, sandbox: str, *, ipv6: bool = True) -> dict[str, Any]:
     """ADD's result at `version`, in that version's own shape (a deliberate difference from the reference, which
-    prints the 1.0.0 shape at every version: tests/unit/loopback/test_loopback_addresses.py)."""
+    prints the 1.0.0 shape at every version: tests/unit/loopback/test_addresses.py)."""
     if version in ("0.1.0", "0.2.0"):
         legacy: dict[str, Any] = {"cniVersion": version, "ip4": {"ip": "127.0.0.1/8"}}
         if ipv6:
@@ -95,46 +51,47 @@ def pod(netns_factory: Callable[[str], Any]) -> Any:
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_add_check_del_at_every_version(host_ns: Any, pod: Any, version: str) -> None:
-    assert lo_state(pod) == (False, ["127.0.0.1/8"])
-    result = ok(cni(host_ns, "ADD", conf(version), netns=pod.path))
+    assert lo_state(pod) == (False, ("127.0.0.1/8",))
+    result = ok(loopback("ADD", conf(version), netns=pod.path, inside=host_ns))
     assert result == expected(version, pod.path)
-    assert lo_state(pod) == (True, ["127.0.0.1/8", "::1/128"])
+    assert lo_state(pod) == (True, ("127.0.0.1/8", "::1/128"))
     with_prev = conf(version, prevResult=result)
     if version in WITH_CHECK:
-        assert ok(cni(host_ns, "CHECK", with_prev, netns=pod.path)) is None
+        assert ok(loopback("CHECK", with_prev, netns=pod.path, inside=host_ns)) is None
     else:
-        code, msg = failed(cni(host_ns, "CHECK", with_prev, netns=pod.path))
+        code, msg = failed(loopback("CHECK", with_prev, netns=pod.path, inside=host_ns))
         assert code == 1 and "does not allow CHECK" in msg
-    assert ok(cni(host_ns, "DEL", with_prev, netns=pod.path)) is None
-    assert lo_state(pod) == (False, ["127.0.0.1/8"])       # down; the kernel itself drops ::1 of a down lo
+    assert ok(loopback("DEL", with_prev, netns=pod.path, inside=host_ns)) is None
+    assert lo_state(pod) == (False, ("127.0.0.1/8",))       # down; the kernel itself drops ::1 of a down lo
     if version in WITH_CHECK:
-        assert failed(cni(host_ns, "CHECK", with_prev, netns=pod.path)) == (999, "loopback interface is down")
-    assert ok(cni(host_ns, "DEL", with_prev, netns=pod.path)) is None          # idempotent
-    assert ok(cni(host_ns, "ADD", conf(version), netns=pod.path)) == expected(version, pod.path)
-    assert lo_state(pod) == (True, ["127.0.0.1/8", "::1/128"])
+        assert failed(loopback("CHECK", with_prev, netns=pod.path, inside=host_ns)) == \
+            (999, "loopback interface is down")
+    assert ok(loopback("DEL", with_prev, netns=pod.path, inside=host_ns)) is None          # idempotent
+    assert ok(loopback("ADD", conf(version), netns=pod.path, inside=host_ns)) == expected(version, pod.path)
+    assert lo_state(pod) == (True, ("127.0.0.1/8", "::1/128"))
 
 
 def test_absent_cni_version_reads_as_0_1_0(host_ns: Any, pod: Any) -> None:
-    assert ok(cni(host_ns, "ADD", conf(None), netns=pod.path)) == expected("0.1.0", pod.path)
+    assert ok(loopback("ADD", conf(None), netns=pod.path, inside=host_ns)) == expected("0.1.0", pod.path)
 
 
 @pytest.mark.parametrize("ifname", ["eth0", "net1", "lo"])
 def test_cni_ifname_is_ignored(host_ns: Any, pod: Any, ifname: str) -> None:
-    result = ok(cni(host_ns, "ADD", conf(), netns=pod.path, ifname=ifname))
+    result = ok(loopback("ADD", conf(), netns=pod.path, ifname=ifname, inside=host_ns))
     assert result == expected("1.0.0", pod.path) and links(pod) == ["lo"]
     assert lo_state(pod)[0]
-    ok(cni(host_ns, "CHECK", conf(prevResult=result), netns=pod.path, ifname=ifname))
-    ok(cni(host_ns, "DEL", conf(), netns=pod.path, ifname=ifname))
+    ok(loopback("CHECK", conf(prevResult=result), netns=pod.path, ifname=ifname, inside=host_ns))
+    ok(loopback("DEL", conf(), netns=pod.path, ifname=ifname, inside=host_ns))
     assert not lo_state(pod)[0]
 
 
 def test_gc_and_status_succeed_and_touch_nothing(host_ns: Any, pod: Any) -> None:
-    ok(cni(host_ns, "ADD", conf("1.1.0"), netns=pod.path))
+    ok(loopback("ADD", conf("1.1.0"), netns=pod.path, inside=host_ns))
     before = lo_state(pod)
     valid = {"cni.dev/valid-attachments": [{"containerID": "other", "ifname": "lo"}]}   # c1 is not listed
-    assert ok(cni(host_ns, "GC", conf("1.1.0", **valid), netns=pod.path)) is None
-    assert ok(cni(host_ns, "STATUS", conf("1.1.0"), netns=pod.path)) is None
-    assert lo_state(pod) == before == (True, ["127.0.0.1/8", "::1/128"])
+    assert ok(loopback("GC", conf("1.1.0", **valid), netns=pod.path, inside=host_ns)) is None
+    assert ok(loopback("STATUS", conf("1.1.0"), netns=pod.path, inside=host_ns)) is None
+    assert lo_state(pod) == before == (True, ("127.0.0.1/8", "::1/128"))
 
 
 # --- prevResult -----------------------------------------------------------------------------------------------
@@ -165,14 +122,15 @@ BRIDGE_PREV = {"cniVersion": "1.1.0",
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_prev_result_passes_through_and_lo_still_comes_up(host_ns: Any, pod: Any, version: str, prev: Any,
                                                           want: Any) -> None:
-    assert ok(cni(host_ns, "ADD", conf(version, prevResult=prev), netns=pod.path)) == want
-    assert lo_state(pod) == (True, ["127.0.0.1/8", "::1/128"])
+    assert ok(loopback("ADD", conf(version, prevResult=prev), netns=pod.path, inside=host_ns)) == want
+    assert lo_state(pod) == (True, ("127.0.0.1/8", "::1/128"))
 
 
 def test_bad_prev_result_is_code_7_and_leaves_lo_alone(host_ns: Any, pod: Any) -> None:
-    code, msg = failed(cni(host_ns, "ADD", conf(prevResult={"ips": [{"address": "10.0.0.300/24"}]}), netns=pod.path))
+    bad = conf(prevResult={"ips": [{"address": "10.0.0.300/24"}]})
+    code, msg = failed(loopback("ADD", bad, netns=pod.path, inside=host_ns))
     assert (code, msg) == (7, "invalid CIDR '10.0.0.300/24' at prevResult.ips[0].address")
-    assert lo_state(pod) == (False, ["127.0.0.1/8"])
+    assert lo_state(pod) == (False, ("127.0.0.1/8",))
 
 
 # --- addresses on lo --------------------------------------------------------------------------------------------
@@ -185,29 +143,29 @@ def test_bad_prev_result_is_code_7_and_leaves_lo_alone(host_ns: Any, pod: Any) -
 def test_a_non_loopback_address_is_named(host_ns: Any, pod: Any, setup: str, named: str) -> None:
     pod.sh(setup)
     assert lo_state(pod)[1].count("127.0.0.1/8") == 1
-    code, msg = failed(cni(host_ns, "ADD", conf(), netns=pod.path))
+    code, msg = failed(loopback("ADD", conf(), netns=pod.path, inside=host_ns))
     assert (code, msg) == (999, f'loopback interface found with non-loopback address "{named}"')
     assert lo_state(pod)[0], "lo is set up before the addresses are checked (as the reference)"
 
 
 def test_more_loopback_addresses_report_the_first_of_each_family(host_ns: Any, pod: Any) -> None:
     pod.sh("ip addr add 127.0.0.2/8 dev lo")
-    assert ok(cni(host_ns, "ADD", conf(), netns=pod.path)) == expected("1.0.0", pod.path)
-    ok(cni(host_ns, "DEL", conf(), netns=pod.path))
-    assert lo_state(pod) == (False, ["127.0.0.1/8", "127.0.0.2/8"]), "DEL leaves the addresses alone"
+    assert ok(loopback("ADD", conf(), netns=pod.path, inside=host_ns)) == expected("1.0.0", pod.path)
+    ok(loopback("DEL", conf(), netns=pod.path, inside=host_ns))
+    assert lo_state(pod) == (False, ("127.0.0.1/8", "127.0.0.2/8")), "DEL leaves the addresses alone"
 
 
 @pytest.mark.parametrize("version", ["0.2.0", "0.4.0", "1.0.0"])
 def test_ipv6_disabled_reports_ipv4_only(host_ns: Any, pod: Any, version: str) -> None:
     pod.sh("sysctl -qw net.ipv6.conf.lo.disable_ipv6=1")
-    assert ok(cni(host_ns, "ADD", conf(version), netns=pod.path)) == expected(version, pod.path, ipv6=False)
+    assert ok(loopback("ADD", conf(version), netns=pod.path, inside=host_ns)) == expected(version, pod.path, ipv6=False)
 
 
 # --- the namespace: missing, gone, not one, the plugin's own -----------------------------------------------
 
 def test_del_without_netns_succeeds(host_ns: Any) -> None:
     before = lo_state(host_ns)
-    assert ok(cni(host_ns, "DEL", conf(), netns="")) is None
+    assert ok(loopback("DEL", conf(), netns="", inside=host_ns)) is None
     assert lo_state(host_ns) == before
 
 
@@ -216,13 +174,13 @@ def test_netns_deleted_after_add(host_ns: Any, netns_factory: Callable[[str], An
     """DEL succeeds (nothing left to do); CHECK and ADD say the container is gone (code 3, the spec's code for
     it; the reference answers 999 "failed to Statfs"). The path is never recreated."""
     pod = netns_factory("pod")
-    result = ok(cni(host_ns, "ADD", conf(version), netns=pod.path))
+    result = ok(loopback("ADD", conf(version), netns=pod.path, inside=host_ns))
     subprocess.run(["ip", "netns", "delete", pod.name], check=True)
     assert not os.path.exists(pod.path)
-    assert ok(cni(host_ns, "DEL", conf(version, prevResult=result), netns=pod.path)) is None
-    assert failed(cni(host_ns, "CHECK", conf("1.0.0", prevResult=result), netns=pod.path)) == \
+    assert ok(loopback("DEL", conf(version, prevResult=result), netns=pod.path, inside=host_ns)) is None
+    assert failed(loopback("CHECK", conf("1.0.0", prevResult=result), netns=pod.path, inside=host_ns)) == \
         (3, f"network namespace {pod.path!r} does not exist")
-    assert failed(cni(host_ns, "ADD", conf(version), netns=pod.path))[0] == 3
+    assert failed(loopback("ADD", conf(version), netns=pod.path, inside=host_ns))[0] == 3
     assert not os.path.exists(pod.path)
 
 
@@ -230,14 +188,15 @@ def test_netns_deleted_after_add(host_ns: Any, netns_factory: Callable[[str], An
 def test_a_path_that_is_no_netns_is_code_4(host_ns: Any, tmp_path: Path, command: str) -> None:
     plain = tmp_path / "plain"
     plain.write_text("")
-    assert failed(cni(host_ns, command, conf(), netns=str(plain))) == (4, f"{str(plain)!r} is not a network namespace")
+    assert failed(loopback(command, conf(), netns=str(plain), inside=host_ns)) == \
+        (4, f"{str(plain)!r} is not a network namespace")
 
 
 def test_del_takes_a_path_left_holding_no_netns_as_gone(host_ns: Any, tmp_path: Path) -> None:
     """The empty file an unmounted netns bind mount leaves: DEL succeeds (retries would fail forever otherwise)."""
     plain = tmp_path / "plain"
     plain.write_text("")
-    done = cni(host_ns, "DEL", conf(), netns=str(plain))
+    done = loopback("DEL", conf(), netns=str(plain), inside=host_ns)
     assert (done.status, done.out) == (0, None), done
 
 
@@ -246,18 +205,18 @@ def test_the_plugins_own_netns_is_refused(host_ns: Any, command: str) -> None:
     """CNI_NETNS naming the namespace the plugin runs in would set the node's own lo down on DEL: code 8 (as
     libcni v1.9's skel), lo untouched."""
     host_ns.sh("ip link set lo up")
-    code, _msg = failed(cni(host_ns, command, conf(), netns=host_ns.path))
+    code, _msg = failed(loopback(command, conf(), netns=host_ns.path, inside=host_ns))
     assert code == 8 and lo_state(host_ns)[0]
 
 
 def test_netns_override_allows_the_own_netns(host_ns: Any) -> None:
     """CNI_NETNS_OVERRIDE=1 is libcni's escape hatch; here it is the throwaway host namespace that goes down."""
     host_ns.sh("ip link set lo up")
-    ok(cni(host_ns, "DEL", conf(), netns=host_ns.path, CNI_NETNS_OVERRIDE="1"))
+    ok(loopback("DEL", conf(), netns=host_ns.path, CNI_NETNS_OVERRIDE="1", inside=host_ns))
     assert not lo_state(host_ns)[0]
 
 
 def test_bad_ifname_is_code_4_and_touches_nothing(host_ns: Any, pod: Any) -> None:
-    code, msg = failed(cni(host_ns, "ADD", conf(), netns=pod.path, ifname="a/b"))
+    code, msg = failed(loopback("ADD", conf(), netns=pod.path, ifname="a/b", inside=host_ns))
     assert code == 4 and msg.startswith("invalid CNI_IFNAME 'a/b'")
-    assert lo_state(pod) == (False, ["127.0.0.1/8"])
+    assert lo_state(pod) == (False, ("127.0.0.1/8",))

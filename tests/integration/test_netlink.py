@@ -5,7 +5,8 @@ import errno
 import ipaddress
 import json
 import os
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -38,7 +39,7 @@ def make_veth(host: netlink.Handle, pod: Any, *, mac: str = "", mtu: int = 0) ->
 
 def test_handle_is_bound_to_its_namespace(host_ns: Any, host: netlink.Handle) -> None:
     host.add_bridge("br-x", mtu=0, vlan_filtering=False)
-    assert [l["ifname"] for l in ip_json(host_ns, "link", "show", "br-x")] == ["br-x"]
+    assert [link["ifname"] for link in ip_json(host_ns, "link", "show", "br-x")] == ["br-x"]
     with netlink.open_host() as own:
         assert own.link("br-x") is None
 

@@ -5,24 +5,41 @@ The "node" is host_ns with a bridge br0 (10.88.0.1/24) and a veth "uplink" holdi
 """
 from __future__ import annotations
 
-import json
-import os
-import re
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
-from conftest import REPO, Netns
+from common import exec as execs
+from portmap.host import Host
+from portmap.plugin import make_plugin
+from support import (
+    GO_BIN,
+    Answer,
+    Caller,
+    Netns,
+    cni_env,
+    finish,
+    in_process,
+    nat_rules,
+    nft_ruleset,
+    ok,
+    portmap_conf,
+    source_argv,
+)
 
 pytestmark = pytest.mark.root
 
 HOST_IP = "192.0.2.10"
 SERVER = """
 import socket, sys, threading
-tcp = socket.socket(); tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); tcp.bind(("0.0.0.0", 80)); tcp.listen()
+tcp = socket.socket(); tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+tcp.bind(("0.0.0.0", 80)); tcp.listen()
 udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.bind(("0.0.0.0", 53))
 def echo():
     while True:
@@ -32,7 +49,8 @@ print("ready", flush=True)
 while True:
     conn, peer = tcp.accept(); conn.sendall(b"hello " + peer[0].encode()); conn.close()
 """
-TCP_CLIENT = "import socket,sys; s=socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3); print(s.recv(100).decode())"
+TCP_CLIENT = ("import socket,sys; s=socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3); "
+              "print(s.recv(100).decode())")
 UDP_CLIENT = ("import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3); "
               "s.sendto(b'ping', (sys.argv[1], int(sys.argv[2]))); print(s.recv(100).decode())")
 
@@ -41,32 +59,23 @@ class Node:
     def __init__(self, host: Netns, pod_a: Netns, pod_b: Netns) -> None:
         self.host, self.pod_a, self.pod_b = host, pod_a, pod_b
 
-    def plugin(self, command: str, conf: dict[str, Any], *, cid: str = "pod-a", ifname: str = "eth0",
-               binary: str | None = None, netns: str | None = None) -> subprocess.CompletedProcess[bytes]:
-        """Run our portmap (or `binary`, e.g. the Go reference) in the node netns."""
-        env = {"PATH": os.environ["PATH"], "CNI_COMMAND": command, "CNI_CONTAINERID": cid,
-               "CNI_NETNS": netns or self.pod_a.path, "CNI_IFNAME": ifname, "CNI_PATH": "/usr/lib/cni",
-               "PYTHONPATH": f"{REPO}:{REPO / 'cni/portmap'}"}
-        argv = [binary] if binary else [sys.executable, str(REPO / "cni/portmap/main.py")]
-        return self.host.run(*argv, env=env, input=json.dumps(conf).encode(), check=False)
+    def portmap(self, binary: str | None = None) -> Caller:
+        """Our portmap from the source tree (or `binary`, e.g. the Go reference) in the node netns, for pod A."""
+        return Caller([binary] if binary else source_argv("portmap"), inside=self.host, cid="pod-a",
+                      netns=self.pod_a.path, cni_path=GO_BIN)
+
+    def plugin(self, command: str, conf: dict[str, Any], *, binary: str | None = None, **env: Any) -> Answer:
+        return self.portmap(binary)(command, conf, **env)
 
     def connect(self, ns: Netns, host: str, port: int, client: str = TCP_CLIENT) -> str:
         done = ns.run("python3", "-c", client, host, str(port), check=False, timeout=20)
         return done.stdout.decode().strip() if done.returncode == 0 else f"failed: {done.stderr.decode()[-120:]}"
 
     def nat(self) -> str:
-        """Both families' nat tables as iptables-save prints them, comments and counters dropped."""
-        out = []
-        for tool in ("iptables-save", "ip6tables-save"):
-            text = self.host.run(tool, "-t", "nat").stdout.decode()
-            out += [line.split(" [")[0] if line.startswith(":") else line
-                    for line in text.splitlines() if not line.startswith("#")]
-        return "\n".join(out)
+        return nat_rules(self.host)
 
     def nft(self) -> str:
-        """The ruleset without packet counters (pod traffic such as IPv6 ND moves them; they are not rules)."""
-        text = self.host.run("nft", "list", "ruleset").stdout.decode()
-        return re.sub(r"counter packets \d+ bytes \d+", "counter", text)
+        return nft_ruleset(self.host)
 
 
 def _pod(netns_factory: Callable[[str], Netns], host: Netns, name: str, ip: str, veth: str) -> Netns:
@@ -79,7 +88,8 @@ def _pod(netns_factory: Callable[[str], Netns], host: Netns, name: str, ip: str,
 @pytest.fixture
 def node(host_ns: Netns, netns_factory: Callable[[str], Netns]) -> Iterator[Node]:
     host_ns.sh("ip link add br0 type bridge && ip addr add 10.88.0.1/24 dev br0 && ip link set br0 up && "
-               f"ip link add up0 type veth peer name up0p && ip link set up0p up && ip addr add {HOST_IP}/24 dev up0 && ip link set up0 up && "
+               "ip link add up0 type veth peer name up0p && ip link set up0p up && "
+               f"ip addr add {HOST_IP}/24 dev up0 && ip link set up0 up && "
                "sysctl -qw net.ipv4.ip_forward=1")
     pod_a = _pod(netns_factory, host_ns, "poda", "10.88.0.2", "veth-a")
     pod_b = _pod(netns_factory, host_ns, "podb", "10.88.0.3", "veth-b")
@@ -93,12 +103,9 @@ def node(host_ns: Netns, netns_factory: Callable[[str], Netns]) -> Iterator[Node
         server.wait()
 
 
-def config(mappings: list[dict[str, Any]], *, backend: str | None = None, cid_ip: str = "10.88.0.2/24",
-           version: str = "1.0.0", **extra: Any) -> dict[str, Any]:
-    conf: dict[str, Any] = {
-        "cniVersion": version, "name": "mynet", "type": "portmap", "runtimeConfig": {"portMappings": mappings},
-        "prevResult": {"cniVersion": version, "interfaces": [{"name": "eth0", "sandbox": "/run/netns/x"}],
-                       "ips": [{"address": cid_ip, "interface": 0}]}, **extra}
+def config(mappings: list[dict[str, Any]], *, backend: str | None = None, **keys: Any) -> dict[str, Any]:
+    """portmap on network mynet after a plugin that gave pod A 10.88.0.2/24."""
+    conf = portmap_conf(mappings, name="mynet", ip="10.88.0.2/24", **keys)
     if backend:
         conf["backend"] = backend
     return conf
@@ -113,9 +120,7 @@ BACKENDS = ["iptables", "nftables"]
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_mapping_reaches_the_pod_from_pod_host_address_and_localhost(node: Node, backend: str) -> None:
     conf = config([WEB, DNS, PINNED], backend=backend)
-    added = node.plugin("ADD", conf)
-    assert added.returncode == 0, added.stdout
-    assert json.loads(added.stdout)["ips"] == conf["prevResult"]["ips"]
+    assert ok(node.plugin("ADD", conf))["ips"] == conf["prevResult"]["ips"]
     # another pod: iptables marks the whole container subnet for masquerade, nftables only the pod itself
     peer = "10.88.0.1" if backend == "iptables" else "10.88.0.3"
     assert node.connect(node.pod_b, HOST_IP, 8080) == f"hello {peer}"
@@ -125,11 +130,11 @@ def test_mapping_reaches_the_pod_from_pod_host_address_and_localhost(node: Node,
     assert node.connect(node.host, HOST_IP, 5353, UDP_CLIENT) == "udp:ping"
     assert node.connect(node.host, HOST_IP, 8081) == f"hello {HOST_IP}"               # hostIP-specific
     assert node.connect(node.host, "10.88.0.1", 8081).startswith("failed")
-    assert node.plugin("CHECK", conf).returncode == 0                                  # IPv4-only CHECK
-    assert node.plugin("DEL", conf, netns="/run/netns/pycni-gone").returncode == 0     # netns already gone
+    assert node.plugin("CHECK", conf).status == 0                                  # IPv4-only CHECK
+    assert node.plugin("DEL", conf, netns="/run/netns/pycni-gone").status == 0     # netns already gone
     assert node.connect(node.host, HOST_IP, 8080).startswith("failed")
-    assert node.plugin("CHECK", conf).returncode != 0
-    assert node.plugin("DEL", conf).returncode == 0                                    # already gone
+    assert node.plugin("CHECK", conf).status != 0
+    assert node.plugin("DEL", conf).status == 0                                    # already gone
 
 
 def _reference_vs_ours(netns_factory: Callable[[str], Netns], command_conf: dict[str, Any]) -> tuple[str, str]:
@@ -137,8 +142,7 @@ def _reference_vs_ours(netns_factory: Callable[[str], Netns], command_conf: dict
     for binary in ("/usr/lib/cni/portmap", None):
         host, pod = netns_factory("cmp"), netns_factory("cmpod")
         node = Node(host, pod, pod)
-        done = node.plugin("ADD", command_conf, cid="abc123", binary=binary)
-        assert done.returncode == 0, done.stdout
+        ok(node.plugin("ADD", command_conf, cid="abc123", binary=binary))
         nodes.append(node)
     return nodes[0].nat(), nodes[1].nat()
 
@@ -155,10 +159,10 @@ def test_iptables_save_after_add_equals_the_reference_byte_for_byte(netns_factor
                          ids=["ours-add-go-del", "go-add-ours-del"])
 def test_either_implementation_deletes_the_others_rules(node: Node, first: str | None, second: str | None) -> None:
     conf = config([WEB, DNS])
-    assert node.plugin("ADD", conf, binary=first).returncode == 0
-    assert node.plugin("ADD", conf, cid="pod-b", binary=first).returncode == 0
+    assert node.plugin("ADD", conf, binary=first).status == 0
+    assert node.plugin("ADD", conf, cid="pod-b", binary=first).status == 0
     before = node.nat()
-    assert node.plugin("DEL", conf, binary=second).returncode == 0
+    assert node.plugin("DEL", conf, binary=second).status == 0
     after = node.nat()
     assert "CNI-DN-" in before and 'id: \\"pod-a\\"' in before
     assert 'id: \\"pod-a\\"' not in after and 'id: \\"pod-b\\"' in after
@@ -169,14 +173,10 @@ def test_either_implementation_deletes_the_others_rules(node: Node, first: str |
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_gc_removes_only_containers_missing_from_valid_attachments(node: Node, backend: str) -> None:
     for cid in ("keep", "stale1", "stale2"):
-        assert node.plugin("ADD", config([WEB], backend=backend), cid=cid).returncode == 0
+        assert node.plugin("ADD", config([WEB], backend=backend), cid=cid).status == 0
     gc = {"cniVersion": "1.1.0", "name": "mynet", "type": "portmap", "backend": backend,
           "cni.dev/valid-attachments": [{"containerID": "keep", "ifname": "eth0"}]}
-    env = {"PATH": os.environ["PATH"], "CNI_COMMAND": "GC", "CNI_PATH": "/usr/lib/cni",
-           "PYTHONPATH": f"{REPO}:{REPO / 'cni/portmap'}"}
-    done = node.host.run(sys.executable, str(REPO / "cni/portmap/main.py"), env=env, input=json.dumps(gc).encode(),
-                         check=False)
-    assert done.returncode == 0, done.stdout
+    ok(node.plugin("GC", gc, container=False))
     state = node.nat() if backend == "iptables" else node.nft()
     assert "keep" in state and "stale1" not in state and "stale2" not in state
     assert node.connect(node.host, HOST_IP, 8080) == f"hello {HOST_IP}"
@@ -187,15 +187,10 @@ def test_parallel_adds_leave_one_copy_of_each_shared_rule(node: Node, backend: s
     if backend == "iptables":   # shared chains present but their jumps gone (e.g. PREROUTING was flushed):
         node.host.run("iptables-restore", "--noflush", input=b"*nat\n-N CNI-HOSTPORT-DNAT\n-N CNI-HOSTPORT-SETMARK\n"
                       b"-N CNI-HOSTPORT-MASQ\nCOMMIT\n")   # every ADD reads "jump missing"; only the lock helps
-    env = {"PATH": os.environ["PATH"], "CNI_COMMAND": "ADD", "CNI_NETNS": node.pod_a.path, "CNI_IFNAME": "eth0",
-           "CNI_PATH": "/usr/lib/cni", "PYTHONPATH": f"{REPO}:{REPO / 'cni/portmap'}"}
-    procs = [subprocess.Popen(["ip", "netns", "exec", node.host.name, sys.executable,
-                               str(REPO / "cni/portmap/main.py")], env={**env, "CNI_CONTAINERID": f"c{i}"},
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for i in range(30)]
-    conf = json.dumps(config([{"hostPort": 9000, "containerPort": 80, "protocol": "tcp"}], backend=backend))
-    results = [p.communicate(conf.encode(), timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [0] * 30, results[0]
+    procs = [node.portmap().start("ADD", cid=f"c{i}") for i in range(30)]
+    conf = config([{"hostPort": 9000, "containerPort": 80, "protocol": "tcp"}], backend=backend)
+    results = [finish(p, conf) for p in procs]
+    assert [r.status for r in results] == [0] * 30, results[0]
     if backend == "iptables":
         rules = node.host.run("iptables-save", "-t", "nat").stdout.decode().splitlines()
         for shared in ("-A PREROUTING -m addrtype", "-A OUTPUT -m addrtype", "-A POSTROUTING -m comment",
@@ -219,7 +214,7 @@ BAD = [
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_bad_input_writes_nothing(node: Node, backend: str) -> None:
-    assert node.plugin("ADD", config([WEB], backend=backend), cid="existing").returncode == 0
+    assert node.plugin("ADD", config([WEB], backend=backend), cid="existing").status == 0
     before = (node.nat(), node.nft())
     cases = [config([WEB, bad], backend=backend) for bad in BAD]
     cases.append(config([WEB], backend=backend, **{"conditionsV4": ["-s", "1.1.1.1", "-j", "ACCEPT"]
@@ -228,22 +223,13 @@ def test_bad_input_writes_nothing(node: Node, backend: str) -> None:
                                                    if backend == "iptables" else ["-s", "1.1.1.1"]}))
     for i, conf in enumerate(cases):
         done = node.plugin("ADD", conf, cid=f"bad{i}")
-        err = json.loads(done.stdout)
-        assert (done.returncode, err["code"]) == (1, 7), err
+        assert (done.status, done.code) == (1, 7), done.out
         assert (node.nat(), node.nft()) == before, conf
 
 
 def test_lock_keeps_racing_adds_from_duplicating_jumps(node: Node, tmp_path: Path) -> None:
     """Widen the read-modify-write window (0.2 s between iptables-save and iptables-restore) for 8 concurrent
     ADDs: each reads "jump missing", so only the lock keeps them from each appending the jump."""
-    from concurrent.futures import ThreadPoolExecutor
-    import time
-
-    from common import exec as execs
-    from common.skel import dispatch
-    from portmap.host import Host
-    from portmap.plugin import make_plugin
-
     def run_in_node(argv: list[str], **kwargs: Any) -> execs.Completed:
         done = execs.run(["ip", "netns", "exec", node.host.name, *argv], **kwargs)
         if argv[0] == "iptables-save":
@@ -252,12 +238,11 @@ def test_lock_keeps_racing_adds_from_duplicating_jumps(node: Node, tmp_path: Pat
 
     node.host.run("iptables-restore", "--noflush", input=b"*nat\n-N CNI-HOSTPORT-DNAT\nCOMMIT\n")
     plugin = make_plugin(Host(run=run_in_node, lock_path=str(tmp_path / "portmap.lock")))
-    stdin = json.dumps(config([WEB], backend="iptables", snat=False)).encode()
+    stdin = config([WEB], backend="iptables", snat=False)
 
     def add(i: int) -> int:
-        env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": f"r{i}", "CNI_NETNS": node.pod_a.path,
-               "CNI_IFNAME": "eth0", "CNI_PATH": "/x"}
-        return dispatch(plugin, env, lambda: stdin).status
+        env = cni_env("ADD", cid=f"r{i}", netns=node.pod_a.path, cni_path="/x", path=None, CNI_ARGS=None)
+        return in_process(plugin, env, stdin).status
 
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(add, range(8))) == [0] * 8
@@ -272,15 +257,15 @@ def test_nft_conditions_gate_only_their_own_networks_mappings(node: Node) -> Non
     gated = {**config([WEB], backend="nftables"), "conditionsV4": ["ip", "saddr", "10.88.0.0/24"]}
     other = {**config([{"hostPort": 8082, "containerPort": 80, "protocol": "tcp"}], backend="nftables"),
              "name": "othernet"}
-    assert node.plugin("ADD", gated).returncode == 0
+    assert node.plugin("ADD", gated).status == 0
     assert node.connect(node.pod_b, HOST_IP, 8080) == "hello 10.88.0.3"       # 10.88.0.3 passes the condition
     assert node.connect(node.host, HOST_IP, 8080).startswith("failed")        # 192.0.2.10 does not
-    assert node.plugin("ADD", other).returncode == 0                          # a network without conditions
+    assert node.plugin("ADD", other).status == 0                          # a network without conditions
     assert node.connect(node.host, HOST_IP, 8082) == f"hello {HOST_IP}"
     assert node.connect(node.host, HOST_IP, 8080).startswith("failed")        # still gated
-    assert node.plugin("ADD", gated).returncode == 0                          # and the other way round
+    assert node.plugin("ADD", gated).status == 0                          # and the other way round
     assert node.connect(node.host, HOST_IP, 8082) == f"hello {HOST_IP}"
     for conf in (gated, other):
-        assert node.plugin("CHECK", conf).returncode == 0
-        assert node.plugin("DEL", conf).returncode == 0
+        assert node.plugin("CHECK", conf).status == 0
+        assert node.plugin("DEL", conf).status == 0
     assert "dnat" not in node.nft()

@@ -5,40 +5,31 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from common.skel import Outcome, dispatch
 from host_local.plugin import PLUGIN
-from reliability_support import NETWORK, REPO, host_local_conf, plugin_env, spec_error
+from support import NETWORK, Caller, cni_env, host_local_conf, ok, run, source_argv, spec_error
 
 SMALL = "10.77.0.0/28"      # 13 allocatable addresses (.2-.14; .1 is the gateway)
-
-
-def hl(command: str, conf: dict[str, Any], cid: str, **env: str) -> Outcome:
-    return dispatch(PLUGIN, plugin_env(command, cid=cid, netns="/run/netns/none", **env),
-                    lambda: json.dumps(conf).encode())
+hl = Caller(PLUGIN, netns="/run/netns/none")
 
 
 def add(conf: dict[str, Any], cid: str) -> str:
-    out = hl("ADD", conf, cid)
-    assert out.status == 0, out.stdout
-    return json.loads(out.stdout)["ips"][0]["address"].split("/")[0]
+    return ok(hl("ADD", conf, cid=cid))["ips"][0]["address"].split("/")[0]
 
 
 def deleted(conf: dict[str, Any], cid: str) -> None:
-    out = hl("DEL", conf, cid)
-    assert out.status == 0, out.stdout
+    ok(hl("DEL", conf, cid=cid))
 
 
 def fill(conf: dict[str, Any], net: Path, taken: set[str]) -> list[str]:
     """ADD until the range is exhausted: every address is new, not `taken`, and its file names its owner."""
     got = []
     for i in range(20):
-        out = hl("ADD", conf, f"fill{i}")
+        out = hl("ADD", conf, cid=f"fill{i}")
         if out.status != 0:
             assert "no IP addresses available" in spec_error(out)["msg"]
             break
@@ -83,8 +74,7 @@ def test_garbage_allocation_file_is_never_handed_out_and_gc_releases_it(conf: di
     # GC knows every valid attachment, so a file owned by nobody valid is released (the reference never does)
     gc = dict(conf, cniVersion="1.1.0", **{"cni.dev/valid-attachments": [
         {"containerID": f"fill{i}", "ifname": "eth0"} for i in range(len(got))]})
-    out = dispatch(PLUGIN, {"CNI_COMMAND": "GC", "CNI_PATH": "/x"}, lambda: json.dumps(gc).encode())
-    assert out.status == 0, out.stdout
+    ok(hl("GC", gc, cni_path="/x", path=None, container=False))
     assert not (net / "10.77.0.3").exists()
     assert (net / "10.77.0.4").exists()     # an empty file names no owner: kept, as an unknown holder
 
@@ -113,11 +103,11 @@ def test_stray_entries_in_the_network_directory(conf: dict[str, Any], net: Path,
     elif stray == "lock-dir":
         os.unlink(net / "lock")
         (net / "lock").mkdir()
-    out = hl("ADD", conf, "c1")
+    out = hl("ADD", conf, cid="c1")
     if stray == "lock-dir":     # nowhere to lock: a clear I/O error naming the lock, nothing allocated
         error = spec_error(out, 5)
         assert "lock" in error["msg"], error
-        assert spec_error(hl("DEL", conf, "c0"), 5)
+        assert spec_error(hl("DEL", conf, cid="c0"), 5)
         return
     assert out.status == 0, out.stdout
     ip = json.loads(out.stdout)["ips"][0]["address"].split("/")[0]
@@ -133,7 +123,7 @@ def test_data_dir_that_is_a_file(tmp_path: Path) -> None:
     (tmp_path / "data").write_text("not a directory")
     conf = host_local_conf(tmp_path / "data")
     for command in ("ADD", "DEL", "CHECK"):
-        error = spec_error(hl(command, conf, "c0"), 5)
+        error = spec_error(hl(command, conf, cid="c0"), 5)
         assert str(tmp_path / "data") in error["msg"], error
 
 
@@ -147,10 +137,9 @@ def test_unreadable_data_dir_as_unprivileged_user(tmp_path: Path) -> None:
     tmp_path.chmod(0o755)
     conf = host_local_conf(data)
     for command in ("ADD", "DEL"):
-        done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "python3", "-I",
-                               str(REPO / "cni/host-local/main.py")], input=json.dumps(conf).encode(),
-                              env=plugin_env(command, cid="c0", netns="/run/netns/none"), capture_output=True)
-        error = spec_error(done, 5)
+        argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "python3",
+                *source_argv("host-local")[1:]]
+        error = spec_error(run(argv, cni_env(command, cid="c0", netns="/run/netns/none"), conf), 5)
         assert "Permission denied" in error["msg"] and str(data) in error["msg"], error
 
 
@@ -188,21 +177,16 @@ def test_executable_over_damaged_state_answers_spec_json(dist_bin: Path, tmp_pat
     data = tmp_path / "data"
     conf = host_local_conf(data, subnet=SMALL)
 
-    def run(command: str, cid: str) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run([str(dist_bin / "host-local")], input=json.dumps(conf).encode(), capture_output=True,
-                              env=plugin_env(command, cid=cid, netns="/run/netns/none"))
-
-    assert run("ADD", "c0").returncode == 0
+    built = Caller([dist_bin / "host-local"], netns="/run/netns/none")
+    assert built("ADD", conf, cid="c0").status == 0
     net = data / NETWORK
     os.unlink(net / "last_reserved_ip.0")
     (net / "last_reserved_ip.0").mkdir()
     (net / "10.77.0.3").write_bytes(b"\xff\x00")
     (net / ".pycni-tmp.7").mkdir()
-    done = run("ADD", "c1")
-    assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stdout
-    assert json.loads(done.stdout)["ips"][0]["address"] == "10.77.0.4/28"
-    assert run("DEL", "c1").returncode == 0 and run("DEL", "c0").returncode == 0
+    assert ok(built("ADD", conf, cid="c1"))["ips"][0]["address"] == "10.77.0.4/28"
+    assert built("DEL", conf, cid="c1").status == 0 and built("DEL", conf, cid="c0").status == 0
     os.rmdir(net / "last_reserved_ip.0")
     os.rmdir(net / "lock") if (net / "lock").is_dir() else os.unlink(net / "lock")
     (net / "lock").mkdir()
-    spec_error(run("ADD", "c2"), 5)
+    spec_error(built("ADD", conf, cid="c2"), 5)

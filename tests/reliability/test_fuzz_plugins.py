@@ -11,20 +11,18 @@ configs, and raw bytes (random, JSON-token soup, byte-mutated configs), which mu
 from __future__ import annotations
 
 import json
-import subprocess
 import shutil
+import subprocess
 import tempfile
-import types
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import common.exec
-from common.skel import dispatch
-from conftest import SHIPPED_PLUGINS
-from reliability_support import SYSTEM_PATH, argv_for
+from support import SHIPPED_PLUGINS, SYSTEM_PATH, Answer, Netns, cni_env, in_process, plugin_argv, run
 
 COMMANDS = st.sampled_from(["ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION", "", "add", "FOO"])
 NAMES = st.one_of(st.sampled_from(["net", "relnet", "a.b-c_d", "", "..", "a/b", "x" * 300]), st.text(max_size=12))
@@ -93,7 +91,8 @@ def config(data_dir: str, plugin_type: str) -> st.SearchStrategy[Any]:
                 "externalSetMarkChain": maybe(st.sampled_from(["X", "CNI-X", "a b"])),
                 "conditionsV4": maybe(st.lists(st.sampled_from(["-s", "10.0.0.1", "-j", "ACCEPT", "ip", "saddr",
                                                                 "accept", "!", "-m", "tcp"]), max_size=4)),
-                "isGateway": maybe(st.booleans()), "mtu": maybe(st.integers(-1, 70000)), "vlan": maybe(st.integers(-1, 5000)),
+                "isGateway": maybe(st.booleans()), "mtu": maybe(st.integers(-1, 70000)),
+                "vlan": maybe(st.integers(-1, 5000)),
                 "vlanTrunk": maybe(st.lists(st.fixed_dictionaries({}, optional={
                     "id": st.integers(-1, 5000), "minID": st.integers(-1, 5000), "maxID": st.integers(-1, 5000)}),
                     max_size=2)),
@@ -115,7 +114,7 @@ def env(netns: st.SearchStrategy[str]) -> st.SearchStrategy[dict[str, str]]:
                   "PYCNI_LOCK_TIMEOUT": st.sampled_from(["1", "0", "-1", "x"])})
 
 
-def assert_protocol_answer(outcome: Any) -> None:
+def assert_protocol_answer(outcome: Answer) -> None:
     """exit 0: nothing or a result object with cniVersion; exit 1: {code:int, msg:str}; no traceback anywhere."""
     assert "Traceback" not in outcome.stderr
     if outcome.status == 0:
@@ -159,7 +158,7 @@ def _remove_data_dir() -> Any:
 @given(stdin=config(DATA_DIR, "host-local"), environ=env(st.sampled_from(["/run/netns/x", "", "/proc/self/ns/net"])))
 def test_host_local_in_process(stdin: bytes, environ: dict[str, str]) -> None:
     from host_local.plugin import PLUGIN
-    assert_protocol_answer(dispatch(PLUGIN, environ, lambda: stdin))
+    assert_protocol_answer(in_process(PLUGIN, environ, stdin))
 
 
 @fuzz(1500)
@@ -173,7 +172,7 @@ def test_portmap_in_process(stdin: bytes, environ: dict[str, str], answer: tuple
     from portmap.plugin import make_plugin
     plugin = make_plugin(Host(run=lambda argv, **kw: Completed(answer[0], answer[1], answer[1]),
                               lock_path=f"{DATA_DIR}/portmap.lock", sysctl_root=DATA_DIR, log=lambda text: None))
-    assert_protocol_answer(dispatch(plugin, environ, lambda: stdin))
+    assert_protocol_answer(in_process(plugin, environ, stdin))
 
 
 @fuzz(600)
@@ -184,7 +183,7 @@ def test_bridge_in_process_without_a_container_netns(stdin: bytes, environ: dict
     original = common.exec._Child
     common.exec._Child = StandIn
     try:
-        assert_protocol_answer(dispatch(PLUGIN, environ, lambda: stdin))
+        assert_protocol_answer(in_process(PLUGIN, environ, stdin))
     finally:
         common.exec._Child = original
 
@@ -192,7 +191,7 @@ def test_bridge_in_process_without_a_container_netns(stdin: bytes, environ: dict
 @pytest.mark.e2e
 @pytest.mark.slow
 @pytest.mark.parametrize("plugin", SHIPPED_PLUGINS)
-def test_executables(dist_bin: Path, host_ns: Any, tmp_path: Path, plugin: str) -> None:
+def test_executables(dist_bin: Path, host_ns: Netns, tmp_path: Path, plugin: str) -> None:
     """Through the built executable in a throwaway node netns (bridge: container netns paths do not exist)."""
     netns = st.sampled_from(["/nonexistent/netns", ""]) if plugin == "bridge" else st.just("/run/netns/none")
 
@@ -202,10 +201,7 @@ def test_executables(dist_bin: Path, host_ns: Any, tmp_path: Path, plugin: str) 
         environ = {**{k: v.replace("\0", "") for k, v in environ.items()}, "PATH": SYSTEM_PATH}   # no NUL in env
         if environ["CNI_PATH"] == "/a:/b":
             environ["CNI_PATH"] = str(dist_bin)
-        done = subprocess.run(argv_for(plugin, dist_bin, host_ns.path), input=stdin, env=environ,
-                              capture_output=True, timeout=60)
-        assert_protocol_answer(types.SimpleNamespace(status=done.returncode, stdout=done.stdout.decode(),
-                                                     stderr=done.stderr.decode()))
+        assert_protocol_answer(run(plugin_argv(plugin, dist_bin), environ, stdin, inside=host_ns))
     one()
 
 
@@ -249,7 +245,7 @@ def raw_stdin(plugin: str) -> st.SearchStrategy[bytes]:
 @pytest.mark.e2e
 @pytest.mark.slow
 @pytest.mark.parametrize("plugin", SHIPPED_PLUGINS)
-def test_executables_raw_bytes(dist_bin: Path, host_ns: Any, plugin: str) -> None:
+def test_executables_raw_bytes(dist_bin: Path, host_ns: Netns, plugin: str) -> None:
     """Any bytes on stdin: exit 0 (nothing, or a result object) or exit 1 with a libcni error code on stdout, never
     999 or a traceback, and an answer within 10 s. (100 cases per plugin: ~4 s each.)"""
     netns = "/nonexistent/netns" if plugin == "bridge" else "/run/netns/none"
@@ -257,17 +253,15 @@ def test_executables_raw_bytes(dist_bin: Path, host_ns: Any, plugin: str) -> Non
     @fuzz(100)
     @given(stdin=raw_stdin(plugin), command=st.sampled_from(["ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION"]))
     def one(stdin: bytes, command: str) -> None:
-        environ = {"PATH": SYSTEM_PATH, "CNI_COMMAND": command, "CNI_CONTAINERID": "c1", "CNI_NETNS": netns,
-                   "CNI_IFNAME": "eth0", "CNI_PATH": "/nonexistent"}
+        environ = cni_env(command, netns=netns, CNI_ARGS=None)
         try:
-            done = subprocess.run(argv_for(plugin, dist_bin, host_ns.path), input=stdin, env=environ,
-                                  capture_output=True, timeout=10)
+            done = run(plugin_argv(plugin, dist_bin), environ, stdin, inside=host_ns, timeout=10)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"{plugin} {command} hung on stdin {stdin!r}") from None
-        out, err = done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
+        out, err = done.stdout, done.stderr
         assert "Traceback" not in err, err
-        assert done.returncode in (0, 1), (done.returncode, out, err)
-        if done.returncode == 0:
+        assert done.status in (0, 1), (done.status, out, err)
+        if done.status == 0:
             assert not out.strip() or isinstance(json.loads(out).get("cniVersion"), str), out
             return
         error = json.loads(out)

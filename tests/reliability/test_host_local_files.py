@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 import signal
 import stat
@@ -20,26 +19,40 @@ from typing import Any
 
 import pytest
 
-from reliability_support import NETWORK, allocations, bridge_conf, host_local_conf, ok, plugin_env, spec_error, veths
-from reliability_support import run as run_plugin
+from support import (
+    NETWORK,
+    VALID,
+    Answer,
+    Netns,
+    allocations,
+    bridge_conf,
+    cni_env,
+    gc_conf,
+    host_local_conf,
+    ok,
+    plugin_argv,
+    run,
+    spec_error,
+    veths,
+)
 
 HANG = 20       # seconds: far beyond any answer; a plugin still running then is hung
 VERBS = ("ADD", "CHECK", "DEL", "GC", "STATUS")
 
 
-def call(dist_bin: Path, command: str, conf: dict[str, Any], cid: str = "c1", *,
-         prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[bytes]:
+def host_local(dist_bin: Path, command: str, conf: dict[str, Any], cid: str = "c1", *,
+               prefix: tuple[str, ...] = ()) -> Answer:
+    """The built host-local (behind `prefix`, e.g. nsenter into a mount namespace), answering within 5 s."""
     if command in ("GC", "STATUS"):
-        conf = {"cni.dev/valid-attachments": [], **conf, "cniVersion": "1.1.0"}
-    env = plugin_env(command, cid=cid, netns="/run/netns/none", PYCNI_LOCK_TIMEOUT="2")
+        conf = {VALID: [], **conf, "cniVersion": "1.1.0"}
+    env = cni_env(command, cid=cid, netns="/run/netns/none", PYCNI_LOCK_TIMEOUT="2")
     start = time.monotonic()
-    done = subprocess.run([*prefix, str(dist_bin / "host-local")], input=json.dumps(conf).encode(), env=env,
-                          capture_output=True, timeout=HANG, check=False)
+    done = run([*prefix, dist_bin / "host-local"], env, conf, timeout=HANG)
     assert time.monotonic() - start < 5, f"{command} took {time.monotonic() - start:.1f} s"
     return done
 
 
-def address(done: subprocess.CompletedProcess[bytes]) -> str:
+def address(done: Answer) -> str:
     (ip,) = ok(done)["ips"]
     return ip["address"].split("/")[0]
 
@@ -62,7 +75,7 @@ def test_a_lock_that_is_no_regular_file_is_an_io_error_for_every_verb(dist_bin: 
     net.mkdir(parents=True)
     plant(net / "lock", kind)
     for verb in VERBS:
-        error = spec_error(call(dist_bin, verb, conf), 5)
+        error = spec_error(host_local(dist_bin, verb, conf), 5)
         assert error["msg"].startswith(f"opening {net}/lock: "), error
         if kind != "socket":        # open() of a socket fails at once (ENXIO); the others are opened
             assert "not a regular file" in error["msg"], error
@@ -75,13 +88,13 @@ def test_a_fifo_in_place_of_a_state_file_never_blocks(dist_bin: Path, tmp_path: 
     net = tmp_path / "data" / NETWORK
     net.mkdir(parents=True)
     os.mkfifo(net / name)
-    got = address(call(dist_bin, "ADD", conf, "c1"))
+    got = address(host_local(dist_bin, "ADD", conf, "c1"))
     assert got == ("10.77.0.3" if name == "10.77.0.2" else "10.77.0.2")     # a FIFO address is taken
-    ok(call(dist_bin, "CHECK", conf, "c1"))
-    ok(call(dist_bin, "STATUS", conf))
-    ok(call(dist_bin, "GC", dict(conf, **{"cni.dev/valid-attachments": [{"containerID": "c1", "ifname": "eth0"}]})))
+    ok(host_local(dist_bin, "CHECK", conf, "c1"))
+    ok(host_local(dist_bin, "STATUS", conf))
+    ok(host_local(dist_bin, "GC", gc_conf(conf, "c1")))
     assert (net / got).exists()
-    ok(call(dist_bin, "DEL", conf, "c1"))
+    ok(host_local(dist_bin, "DEL", conf, "c1"))
     assert not (net / got).exists()
     if name == "10.77.0.2":     # an owner we cannot read is never freed, by DEL or GC
         assert (net / name).is_fifo()
@@ -92,7 +105,7 @@ def test_a_network_directory_that_is_a_fifo_is_an_io_error(dist_bin: Path, tmp_p
     (tmp_path / "data").mkdir()
     os.mkfifo(tmp_path / "data" / NETWORK)
     for verb in VERBS:
-        error = spec_error(call(dist_bin, verb, conf), 5)
+        error = spec_error(host_local(dist_bin, verb, conf), 5)
         assert f"{tmp_path}/data/{NETWORK}" in error["msg"], error
 
 
@@ -100,31 +113,31 @@ def test_a_resolv_conf_that_is_a_fifo_is_refused_without_waiting(dist_bin: Path,
     fifo = tmp_path / "resolv.conf"
     os.mkfifo(fifo)
     conf = host_local_conf(tmp_path / "data", resolvConf=str(fifo))
-    error = spec_error(call(dist_bin, "ADD", conf), 7)
+    error = spec_error(host_local(dist_bin, "ADD", conf), 7)
     assert error["msg"] == f"cannot read resolvConf '{fifo}' at ipam.resolvConf: not a regular file (a FIFO)"
     assert allocations(tmp_path / "data") == []
     (tmp_path / "real.conf").write_text("nameserver 10.0.0.53\n")
     fifo.unlink()
     fifo.symlink_to(tmp_path / "real.conf")         # a symlinked resolv.conf is usual, and read
-    assert ok(call(dist_bin, "ADD", conf))["dns"] == {"nameservers": ["10.0.0.53"]}
+    assert ok(host_local(dist_bin, "ADD", conf))["dns"] == {"nameservers": ["10.0.0.53"]}
 
 
 @pytest.mark.root
-def test_bridge_with_a_fifo_lock_fails_at_once_and_leaves_nothing(dist_bin: Path, host_ns: Any,
-                                                                  netns_factory: Callable[[str], Any],
+def test_bridge_with_a_fifo_lock_fails_at_once_and_leaves_nothing(dist_bin: Path, host_ns: Netns,
+                                                                  netns_factory: Callable[[str], Netns],
                                                                   tmp_path: Path) -> None:
     """bridge runs the bundled host-local in its own process: the same check applies there."""
     data = tmp_path / "data"
     (data / NETWORK).mkdir(parents=True)
     os.mkfifo(data / NETWORK / "lock")
     pod = netns_factory("pod")
-    env = plugin_env("ADD", cid="c1", netns=pod.path, cni_path=str(dist_bin))
+    env = cni_env("ADD", cid="c1", netns=pod.path, cni_path=dist_bin)
     start = time.monotonic()
-    error = spec_error(run_plugin("bridge", bridge_conf(data), env, dist_bin=dist_bin, netns_path=host_ns.path,
-                                  timeout=HANG), 5)
+    conf = bridge_conf(data, isGateway=True, ipMasq=True)
+    error = spec_error(run(plugin_argv("bridge", dist_bin), env, conf, inside=host_ns, timeout=HANG), 5)
     assert time.monotonic() - start < 5
     assert f"{data}/{NETWORK}/lock" in error["msg"], error
-    assert veths(host_ns.path) == [] and "eth0" not in pod.sh("ip -o link")
+    assert veths(host_ns) == [] and "eth0" not in pod.sh("ip -o link")
 
 
 # --- a full dataDir -----------------------------------------------------------------------------------------
@@ -186,15 +199,15 @@ def test_no_space_left_is_an_io_error_naming_the_file_and_leaves_nothing(dist_bi
     fs = tmpfs("size=64k")
     conf = host_local_conf(fs.path / "data")
     fs.fill()
-    error = spec_error(call(dist_bin, "ADD", conf, prefix=fs.prefix), 5)
+    error = spec_error(host_local(dist_bin, "ADD", conf, prefix=fs.prefix), 5)
     path = fs.path / "data" / NETWORK / "10.77.0.2"
     assert error["msg"] == f"failed to allocate for range 0: cannot write {path}: No space left on device", error
     assert listing(fs) == ["lock"]                  # what Go's host-local also creates before it writes
-    spec_error(call(dist_bin, "CHECK", conf, prefix=fs.prefix))
-    ok(call(dist_bin, "DEL", conf, prefix=fs.prefix))
+    spec_error(host_local(dist_bin, "CHECK", conf, prefix=fs.prefix))
+    ok(host_local(dist_bin, "DEL", conf, prefix=fs.prefix))
     os.unlink(fs.view / "filler")
-    assert address(call(dist_bin, "ADD", conf, prefix=fs.prefix)) == "10.77.0.2"
-    ok(call(dist_bin, "DEL", conf, prefix=fs.prefix))
+    assert address(host_local(dist_bin, "ADD", conf, prefix=fs.prefix)) == "10.77.0.2"
+    ok(host_local(dist_bin, "DEL", conf, prefix=fs.prefix))
     assert listing(fs) == ["last_reserved_ip.0", "lock"]
 
 
@@ -204,15 +217,15 @@ def test_room_for_the_allocation_but_not_the_hint_still_allocates(dist_bin: Path
     """`last_reserved_ip` is only where the next ADD starts looking: failing to update it fails nothing."""
     fs = tmpfs("size=64k")
     conf = host_local_conf(fs.path / "data")
-    assert address(call(dist_bin, "ADD", conf, "c0", prefix=fs.prefix)) == "10.77.0.2"
+    assert address(host_local(dist_bin, "ADD", conf, "c0", prefix=fs.prefix)) == "10.77.0.2"
     fs.fill(leave=4096)                             # one page: the allocation file's
-    done = call(dist_bin, "ADD", conf, "c1", prefix=fs.prefix)
+    done = host_local(dist_bin, "ADD", conf, "c1", prefix=fs.prefix)
     assert address(done) == "10.77.0.3"
-    assert b"cannot write" in done.stderr and b"last_reserved_ip.0: No space left on device" in done.stderr
+    assert "cannot write" in done.stderr and "last_reserved_ip.0: No space left on device" in done.stderr
     assert listing(fs) == ["10.77.0.2", "10.77.0.3", "last_reserved_ip.0", "lock"]
     assert (fs.view / "data" / NETWORK / "last_reserved_ip.0").read_bytes() == b"10.77.0.2"
-    ok(call(dist_bin, "DEL", conf, "c1", prefix=fs.prefix))
-    ok(call(dist_bin, "DEL", conf, "c0", prefix=fs.prefix))
+    ok(host_local(dist_bin, "DEL", conf, "c1", prefix=fs.prefix))
+    ok(host_local(dist_bin, "DEL", conf, "c0", prefix=fs.prefix))
     assert listing(fs) == ["last_reserved_ip.0", "lock"]
 
 
@@ -227,6 +240,6 @@ def test_no_inode_left_is_an_io_error_naming_the_file(dist_bin: Path, tmpfs: Cal
     fs = tmpfs(f"size=64k,nr_inodes={inodes}")
     conf = host_local_conf(fs.path / "data")
     net = fs.path / "data" / NETWORK
-    error = spec_error(call(dist_bin, "ADD", conf, prefix=fs.prefix), 5)
+    error = spec_error(host_local(dist_bin, "ADD", conf, prefix=fs.prefix), 5)
     assert error["msg"] == message.format(net=net), error
     assert listing(fs) == ([] if inodes == 3 else ["lock"])

@@ -14,27 +14,22 @@ from typing import Any
 
 import pytest
 
-from reliability_support import NETWORK, host_local_conf, ok, plugin_env, run, spec_error
+from support import GO_BIN, NETWORK, Answer, cni_env, gc_conf, host_local_conf, ok, requires_go, run, spec_error
 
-GO = Path("/usr/lib/cni")
-go_only = pytest.mark.skipif(not os.access(GO / "host-local", os.X_OK), reason="Go host-local not installed")
+GO = GO_BIN
+go_only = requires_go("host-local")
 # CNI_CONTAINERID is one environment string: Linux caps it at 128 KiB (MAX_ARG_STRLEN) with its name and NUL
 LONG_IDS = [4089, 4090, 4096, 5000, 131_000]
 
 
-def call(plugin_dir: Path, command: str, conf: dict[str, Any], cid: str = "", **env: str) -> Any:
-    return run("host-local", conf, plugin_env(command, cid=cid, netns="/run/netns/none", **env), dist_bin=plugin_dir,
-               netns_path=None)
+def host_local(plugin_dir: Path, command: str, conf: dict[str, Any], cid: str = "") -> Answer:
+    """host-local from `plugin_dir` (ours or Go's); the container ID positional, as the sequences below read best."""
+    return run([plugin_dir / "host-local"], cni_env(command, cid=cid, netns="/run/netns/none"), conf)
 
 
-def address(done: Any) -> str:
+def address(done: Answer) -> str:
     (ip,) = ok(done)["ips"]
     return ip["address"].split("/")[0]
-
-
-def gc_conf(conf: dict[str, Any], *valid: str) -> dict[str, Any]:
-    return dict(conf, cniVersion="1.1.0", **{"cni.dev/valid-attachments": [
-        {"containerID": cid, "ifname": "eth0"} for cid in valid]})
 
 
 def snapshot(root: Path) -> dict[str, tuple[str, int, bytes]]:
@@ -59,15 +54,15 @@ def test_long_container_ids_are_matched_whole(dist_bin: Path, tmp_path: Path, le
     conf = host_local_conf(tmp_path / "data")
     net = tmp_path / "data" / NETWORK
     long_id, other = "a" * length, "a" * (length - 1) + "b"        # the same but for the last byte
-    first = address(call(dist_bin, "ADD", conf, long_id))
+    first = address(host_local(dist_bin, "ADD", conf, long_id))
     assert (net / first).read_bytes() == f"{long_id}\r\neth0".encode()
-    error = spec_error(call(dist_bin, "ADD", conf, long_id))
+    error = spec_error(host_local(dist_bin, "ADD", conf, long_id))
     assert "duplicate allocation is not allowed" in error["msg"]
-    assert address(call(dist_bin, "ADD", conf, other)) != first        # a different owner, its own address
-    ok(call(dist_bin, "CHECK", conf, long_id))
-    ok(call(dist_bin, "GC", gc_conf(conf, long_id)))                   # `other` is stale, long_id is live
+    assert address(host_local(dist_bin, "ADD", conf, other)) != first        # a different owner, its own address
+    ok(host_local(dist_bin, "CHECK", conf, long_id))
+    ok(host_local(dist_bin, "GC", gc_conf(conf, long_id)))                   # `other` is stale, long_id is live
     assert sorted(p.name for p in net.iterdir()) == [first, "last_reserved_ip.0", "lock"]
-    ok(call(dist_bin, "DEL", conf, long_id))
+    ok(host_local(dist_bin, "DEL", conf, long_id))
     assert sorted(p.name for p in net.iterdir()) == ["last_reserved_ip.0", "lock"]
 
 
@@ -77,15 +72,15 @@ def test_long_container_ids_across_go_and_pycni(dist_bin: Path, tmp_path: Path, 
     conf = host_local_conf(tmp_path / "data")
     net = tmp_path / "data" / NETWORK
     by_go, by_us = "g" * length, "p" * length
-    go_ip = address(call(GO, "ADD", conf, by_go))
-    our_ip = address(call(dist_bin, "ADD", conf, by_us))
-    ok(call(dist_bin, "CHECK", conf, by_go))
-    ok(call(GO, "CHECK", conf, by_us))
-    assert "duplicate allocation" in spec_error(call(dist_bin, "ADD", conf, by_go))["msg"]
-    ok(call(dist_bin, "GC", gc_conf(conf, by_go, by_us)))
+    go_ip = address(host_local(GO, "ADD", conf, by_go))
+    our_ip = address(host_local(dist_bin, "ADD", conf, by_us))
+    ok(host_local(dist_bin, "CHECK", conf, by_go))
+    ok(host_local(GO, "CHECK", conf, by_us))
+    assert "duplicate allocation" in spec_error(host_local(dist_bin, "ADD", conf, by_go))["msg"]
+    ok(host_local(dist_bin, "GC", gc_conf(conf, by_go, by_us)))
     assert {go_ip, our_ip} <= {p.name for p in net.iterdir()}
-    ok(call(dist_bin, "DEL", conf, by_go))
-    ok(call(GO, "DEL", conf, by_us))
+    ok(host_local(dist_bin, "DEL", conf, by_go))
+    ok(host_local(GO, "DEL", conf, by_us))
     assert sorted(p.name for p in net.iterdir()) == ["last_reserved_ip.0", "lock"]
 
 
@@ -99,17 +94,17 @@ def test_go_changes_within_one_timestamp_tick_are_seen(dist_bin: Path, tmp_path:
     conf = host_local_conf(tmp_path / "data", subnet="10.77.0.0/24")
     conf["ipam"]["ranges"] = [[{"subnet": "10.77.0.0/24", "rangeStart": "10.77.0.2", "rangeEnd": "10.77.0.2"}]]
     net = tmp_path / "data" / NETWORK
-    assert address(call(ours, "ADD", conf, "c1")) == "10.77.0.2"
-    ok(call(ours, "CHECK", conf, "c1"))
+    assert address(host_local(ours, "ADD", conf, "c1")) == "10.77.0.2"
+    ok(host_local(ours, "CHECK", conf, "c1"))
     before = os.stat(net)
-    ok(call(theirs, "DEL", conf, "c1"))
-    assert address(call(theirs, "ADD", conf, "c2")) == "10.77.0.2"
+    ok(host_local(theirs, "DEL", conf, "c1"))
+    assert address(host_local(theirs, "ADD", conf, "c2")) == "10.77.0.2"
     os.utime(net, ns=(before.st_atime_ns, before.st_mtime_ns))
-    ok(call(ours, "CHECK", conf, "c2"))
-    spec_error(call(ours, "CHECK", conf, "c1"))
-    ok(call(ours, "DEL", conf, "c1"))                                   # not c1's any more: nothing freed
+    ok(host_local(ours, "CHECK", conf, "c2"))
+    spec_error(host_local(ours, "CHECK", conf, "c1"))
+    ok(host_local(ours, "DEL", conf, "c1"))                                   # not c1's any more: nothing freed
     assert (net / "10.77.0.2").read_bytes() == b"c2\r\neth0"
-    ok(call(ours, "DEL", conf, "c2"))
+    ok(host_local(ours, "DEL", conf, "c2"))
     assert sorted(p.name for p in net.iterdir()) == ["last_reserved_ip.0", "lock"]
     assert [p.name for p in (tmp_path / "data").iterdir()] == [NETWORK]
 
@@ -129,7 +124,7 @@ def test_after_the_last_del_the_data_dir_is_what_go_leaves(dist_bin: Path, tmp_p
         handed_out[side] = []
         for step, (command, cid) in enumerate(SEQUENCE):
             plugin = GO if side == "go" or (side == "mixed" and step % 2) else dist_bin
-            result = ok(call(plugin, command, conf, cid))
+            result = ok(host_local(plugin, command, conf, cid))
             if command == "ADD":
                 handed_out[side].append([ip["address"] for ip in result["ips"]])
         trees[side] = snapshot(tmp_path / side)

@@ -4,15 +4,28 @@ iptables/nftables rule."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-from reliability_support import (bridge_conf, firewall_state, host_local_conf, links, plugin_env, portmap_conf, run,
-                                 spec_error, tree, veths)
+from support import (
+    Caller,
+    Netns,
+    bridge_conf,
+    firewall_state,
+    host_local_conf,
+    links,
+    plugin_argv,
+    portmap_conf,
+    spec_error,
+    tree,
+)
 
 pytestmark = pytest.mark.e2e
+bridge = partial(bridge_conf, isGateway=True, ipMasq=True)
 
 WEB = {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}
 BAD_NAMES = ["..", "../../etc", "a/b", "/abs", 'a"b', "a'b", "a\nb", "net\n", " net", "-net", ".hidden", "a;b", "a b",
@@ -23,7 +36,8 @@ PORT_CASES = [dict(WEB, hostPort=p) for p in (0, -1, 70000, 1.5, "80", True, Non
              [dict(WEB, containerPort=p) for p in (0, -1, 70000)] + \
              [dict(WEB, protocol=p) for p in ("icmp", "tcp;udp", "tcp ", 6)] + \
              [dict(WEB, hostIP=h) for h in ("not-an-ip", "10.0.0.999", "10.0.0.1/24", "::1%eth0", 7)]
-CONDITIONS = [["-j", "ACCEPT"], ["-jACCEPT"], ["--jump", "ACCEPT"], ["--ju", "ACCEPT"], ["-g", "X"], ["-p", "tcp", "-j"],
+CONDITIONS = [["-j", "ACCEPT"], ["-jACCEPT"], ["--jump", "ACCEPT"], ["--ju", "ACCEPT"], ["-g", "X"],
+              ["-p", "tcp", "-j"],
               ["-A", "INPUT"], ["-s", "1.2.3.4", "-j", "ACCEPT"], ["-s", "1.2.3.4\n-A INPUT -j ACCEPT"],
               ["-s", "1.2.3.4 -j ACCEPT"], ["-p tcp -j ACCEPT"], ["!", "-s", "1.2.3.4", "-tfilter"],
               ["tcp dport 80 accept"], ["ip saddr 1.2.3.4 ; add rule ip filter input accept"],
@@ -36,7 +50,7 @@ def nested(depth: int) -> bytes:
 
 
 @pytest.fixture
-def node(dist_bin: Path, host_ns: Any, netns_factory: Callable[[str], Any], tmp_path: Path) -> Callable[..., dict]:
+def node(dist_bin: Path, host_ns: Netns, netns_factory: Callable[[str], Netns], tmp_path: Path) -> Callable[..., dict]:
     pod = netns_factory("pod")
     root = tmp_path / "root"
     data = root / "data"
@@ -44,18 +58,17 @@ def node(dist_bin: Path, host_ns: Any, netns_factory: Callable[[str], Any], tmp_
     # The bridge device is shared node state that a bridge ADD sets up before IPAM runs (as the reference does);
     # it exists from the first container on, so it exists here too.
     host_ns.run("ip", "link", "add", "relbr0", "type", "bridge")
-    before = {"fw": firewall_state(host_ns.path), "links": links(host_ns.path), "pod": links(pod.path)}
+    before = {"fw": firewall_state(host_ns), "links": links(host_ns), "pod": links(pod)}
 
     def attempt(plugin: str, conf: dict[str, Any] | bytes | Callable[[Path], Any], *codes: int,
                 **env: str) -> dict[str, Any]:
         if callable(conf):
             conf = conf(data)
-        base = plugin_env("ADD", cid="pod-1", netns=pod.path, cni_path=str(dist_bin))
-        base.update(env)
-        error = spec_error(run(plugin, conf, base, dist_bin=dist_bin, netns_path=host_ns.path), *codes)
+        call = Caller(plugin_argv(plugin, dist_bin), inside=host_ns, cid="pod-1", netns=pod.path, cni_path=dist_bin)
+        error = spec_error(call("ADD", conf, **env), *codes)
         assert tree(root) == {"data": "d"}, f"{plugin} wrote something: {tree(root)}"
-        assert firewall_state(host_ns.path) == before["fw"]
-        assert links(host_ns.path) == before["links"] and links(pod.path) == before["pod"]
+        assert firewall_state(host_ns) == before["fw"]
+        assert links(host_ns) == before["links"] and links(pod) == before["pod"]
         return error
     return attempt
 
@@ -64,7 +77,7 @@ def node(dist_bin: Path, host_ns: Any, netns_factory: Callable[[str], Any], tmp_
 @pytest.mark.parametrize("plugin", ["bridge", "host-local", "portmap"])
 def test_network_names(node: Callable[..., dict], plugin: str, name: str) -> None:
     conf = (lambda data: portmap_conf([WEB], name=name)) if plugin == "portmap" else \
-        (lambda data: bridge_conf(data, name=name))
+        (lambda data: bridge(data, name=name))
     error = node(plugin, conf, 7)
     assert "name" in error["msg"]
 
@@ -72,14 +85,14 @@ def test_network_names(node: Callable[..., dict], plugin: str, name: str) -> Non
 @pytest.mark.parametrize("cid", BAD_IDS)
 def test_container_ids(node: Callable[..., dict], cid: str) -> None:
     for plugin in ("bridge", "portmap"):
-        conf = (lambda data: portmap_conf([WEB])) if plugin == "portmap" else bridge_conf
+        conf = (lambda data: portmap_conf([WEB])) if plugin == "portmap" else bridge
         assert "CNI_CONTAINERID" in node(plugin, conf, 4, CNI_CONTAINERID=cid)["msg"]
     assert "CNI_CONTAINERID" in node("host-local", host_local_conf, 4, CNI_CONTAINERID=cid, CNI_COMMAND="DEL")["msg"]
 
 
 @pytest.mark.parametrize("ifname", BAD_IFNAMES)
 def test_ifnames(node: Callable[..., dict], ifname: str) -> None:
-    assert "CNI_IFNAME" in node("bridge", bridge_conf, 4, CNI_IFNAME=ifname)["msg"]
+    assert "CNI_IFNAME" in node("bridge", bridge, 4, CNI_IFNAME=ifname)["msg"]
     assert "CNI_IFNAME" in node("portmap", lambda data: portmap_conf([WEB]), 4, CNI_IFNAME=ifname)["msg"]
 
 
@@ -87,7 +100,7 @@ def test_huge_and_deep_configs(node: Callable[..., dict]) -> None:
     big = json.dumps(portmap_conf([dict(WEB, hostPort=1 + i % 65000) for i in range((4 << 20) // 60)])).encode()
     assert len(big) > 4 << 20
     assert "too large" in node("portmap", big, 6)["msg"]
-    assert "too large" in node("bridge", lambda data: json.dumps(bridge_conf(data, pad="x" * (4 << 20))).encode(),
+    assert "too large" in node("bridge", lambda data: json.dumps(bridge(data, pad="x" * (4 << 20))).encode(),
                                6)["msg"]
     for depth in (100_000, 5_000):
         node("portmap", nested(depth), 6)
@@ -107,20 +120,20 @@ def test_bad_static_ip_in_cni_args(node: Callable[..., dict]) -> None:
     runtimes send IgnoreUnknown=1, and host-local still sees IP.)"""
     for args in ("IP=10.0.0.999", "IP=10.77.0.5;IP=x", "IP=10.77.0.1", "IP=10.99.0.5", "IP=10.77.0.5=x",
                  "IP=fe80::1%eth0", "IP=10.77.0.5/33", "K8S_POD=x"):
-        node("host-local", bridge_conf, 4, 7, CNI_ARGS=args)
-        node("bridge", bridge_conf, 4, 7, CNI_ARGS=args)
+        node("host-local", bridge, 4, 7, CNI_ARGS=args)
+        node("bridge", bridge, 4, 7, CNI_ARGS=args)
         if args.startswith("IP="):
-            node("bridge", bridge_conf, 4, 7, CNI_ARGS=f"IgnoreUnknown=1;{args}")
+            node("bridge", bridge, 4, 7, CNI_ARGS=f"IgnoreUnknown=1;{args}")
 
 
 @pytest.mark.parametrize("conditions", CONDITIONS, ids=lambda c: json.dumps(c))
 @pytest.mark.parametrize("key", ["conditionsV4", "conditionsV6"])
 def test_conditions_cannot_smuggle_rules(node: Callable[..., dict], conditions: list[str], key: str) -> None:
-    node("portmap", lambda data: portmap_conf([WEB], **{key: conditions}), 7, 999)
+    node("portmap", lambda data: portmap_conf([WEB], **{key: conditions}), 7)
 
 
 def test_external_chain_and_mark_bit(node: Callable[..., dict]) -> None:
     for extra in ({"externalSetMarkChain": "X -j ACCEPT"}, {"externalSetMarkChain": "a" * 29},
                   {"externalSetMarkChain": "ACCEPT\n"}, {"markMasqBit": 32}, {"markMasqBit": -1},
                   {"backend": "iptables; rm"}, {"backend": "nftables", "markMasqBit": 3}):
-        node("portmap", lambda data: portmap_conf([WEB], **extra), 7)
+        node("portmap", portmap_conf([WEB], **extra), 7)

@@ -8,18 +8,29 @@ iptables-restore on PATH answers the way iptables-legacy does when `-w 10` runs 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
 
 import pytest
 
-from reliability_support import (NETWORK, allocations, bridge_conf, firewall_state, plugin_env, portmap_conf, run,
-                                 spec_error, tool_dir, veths)
+from support import (
+    NETWORK,
+    Netns,
+    allocations,
+    bridge_conf,
+    cni_env,
+    firewall_state,
+    plugin_argv,
+    portmap_conf,
+    run,
+    spec_error,
+    tool_dir,
+    veths,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -35,63 +46,65 @@ def _hold(path: Path) -> int:
     return fd
 
 
-def test_host_local_and_bridge_give_up_on_a_held_ipam_lock(dist_bin: Path, host_ns: Any,
-                                                            netns_factory: Callable[[str], Any], tmp_path: Path) -> None:
+def test_host_local_and_bridge_give_up_on_a_held_ipam_lock(dist_bin: Path, host_ns: Netns,
+                                                            netns_factory: Callable[[str], Netns],
+                                                            tmp_path: Path) -> None:
     data = tmp_path / "data"
     pod = netns_factory("pod")
     fd = _hold(data / NETWORK / "lock")
     try:
-        env = plugin_env("ADD", cid="c1", netns=pod.path, cni_path=str(dist_bin), PYCNI_LOCK_TIMEOUT="0.3")
-        for plugin, conf in (("host-local", bridge_conf(data)), ("bridge", bridge_conf(data))):
+        env = cni_env("ADD", cid="c1", netns=pod.path, cni_path=dist_bin, PYCNI_LOCK_TIMEOUT="0.3")
+        conf = bridge_conf(data, isGateway=True, ipMasq=True)
+        for plugin in ("host-local", "bridge"):
             start = time.monotonic()
-            error = spec_error(run(plugin, conf, env, dist_bin=dist_bin, netns_path=host_ns.path), 11)
+            error = spec_error(run(plugin_argv(plugin, dist_bin), env, conf, inside=host_ns), 11)
             assert time.monotonic() - start < 5
             assert str(data / NETWORK / "lock") in error["msg"] and "waiting" in error["msg"], error
-        assert veths(host_ns.path) == [] and "eth0" not in pod.sh("ip -o link")
+        assert veths(host_ns) == [] and "eth0" not in pod.sh("ip -o link")
     finally:
         os.close(fd)
     assert allocations(data) == []
 
 
-def test_portmap_gives_up_on_a_held_portmap_lock(dist_bin: Path, host_ns: Any, netns_factory: Callable[[str], Any]) -> None:
+def test_portmap_gives_up_on_a_held_portmap_lock(dist_bin: Path, host_ns: Netns,
+                                                netns_factory: Callable[[str], Netns]) -> None:
     """/run/pycni is a private tmpfs in a private mount namespace, so the machine's lock file is not touched."""
     pod = netns_factory("pod")
-    before = firewall_state(host_ns.path)
-    conf = json.dumps(portmap_conf([{"hostPort": 8080, "containerPort": 80}], backend="iptables"))
+    before = firewall_state(host_ns)
+    conf = portmap_conf([{"hostPort": 8080, "containerPort": 80}], backend="iptables")
     script = ("mkdir -p /run/pycni && mount -t tmpfs pycni-test /run/pycni && "
               "(flock -x /run/pycni/portmap.lock sleep 5 </dev/null >/dev/null 2>&1 &) && sleep 0.3 && "
               f"exec nsenter --net={host_ns.path} -- {dist_bin / 'portmap'}")
-    env = plugin_env("ADD", cid="c1", netns=pod.path, PYCNI_LOCK_TIMEOUT="0.5")
+    env = cni_env("ADD", cid="c1", netns=pod.path, PYCNI_LOCK_TIMEOUT="0.5")
     start = time.monotonic()
-    done = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], input=conf.encode(),
-                          env=env, capture_output=True, timeout=30)
+    done = run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], env, conf, timeout=30)
     error = spec_error(done, 11)
     assert time.monotonic() - start < 4.5
     assert "/run/pycni/portmap.lock" in error["msg"] and "0.5 s" in error["msg"], error
-    assert firewall_state(host_ns.path) == before
+    assert firewall_state(host_ns) == before
 
 
 @pytest.mark.parametrize("plugin", ["portmap", "bridge"])
-def test_xtables_lock_timeout_is_try_again(dist_bin: Path, host_ns: Any, netns_factory: Callable[[str], Any],
+def test_xtables_lock_timeout_is_try_again(dist_bin: Path, host_ns: Netns, netns_factory: Callable[[str], Netns],
                                            tmp_path: Path, plugin: str) -> None:
     tools = tmp_path / "tools"
     path = tool_dir(tools, fakes={"iptables-restore": LEGACY_LOCK_TIMEOUT, "ip6tables-restore": LEGACY_LOCK_TIMEOUT})
     pod = netns_factory("pod")
-    before = firewall_state(host_ns.path)
+    before = firewall_state(host_ns)
     if plugin == "portmap":
         conf = portmap_conf([{"hostPort": 8080, "containerPort": 80}], backend="iptables")
     else:
-        conf = bridge_conf(tmp_path / "data", ipMasqBackend="iptables")
-    env = plugin_env("ADD", cid="c1", netns=pod.path, cni_path=str(dist_bin), path=path)
-    error = spec_error(run(plugin, conf, env, dist_bin=dist_bin, netns_path=host_ns.path), 11)
+        conf = bridge_conf(tmp_path / "data", isGateway=True, ipMasq=True, ipMasqBackend="iptables")
+    env = cni_env("ADD", cid="c1", netns=pod.path, cni_path=dist_bin, path=path)
+    error = spec_error(run(plugin_argv(plugin, dist_bin), env, conf, inside=host_ns), 11)
     assert "xtables lock" in error["msg"] and "10 s" in error["msg"], error
     calls = (tools / "calls").read_text().split()
     assert calls[1:4] == ["--noflush", "-w", "10"], calls     # a bounded wait, never a bare --wait
-    assert firewall_state(host_ns.path) == before
-    assert veths(host_ns.path) == [] and allocations(tmp_path / "data") == []
+    assert firewall_state(host_ns) == before
+    assert veths(host_ns) == [] and allocations(tmp_path / "data") == []
 
 
-def test_iptables_nft_does_not_use_the_xtables_lock_file(host_ns: Any) -> None:
+def test_iptables_nft_does_not_use_the_xtables_lock_file(host_ns: Netns) -> None:
     """Why the tests above do not hold /run/xtables.lock: the nf_tables backend never opens it."""
     version = subprocess.run(["iptables", "--version"], capture_output=True, text=True).stdout
     if "nf_tables" not in version or not shutil.which("strace"):

@@ -2,13 +2,28 @@
 needs them fails with a clear error naming the tool and the config key; a config that does not need them works."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-from reliability_support import (allocations, bridge_conf, container_rules, firewall_state, ok, plugin_env, portmap_conf, run,
-                                 spec_error, tool_dir, veths)
+from support import (
+    Answer,
+    Netns,
+    allocations,
+    bridge_conf,
+    cni_env,
+    container_rules,
+    firewall_state,
+    ok,
+    plugin_argv,
+    portmap_conf,
+    run,
+    spec_error,
+    tool_dir,
+    veths,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -23,23 +38,27 @@ WEB = [{"hostPort": 8080, "containerPort": 80}]
 
 
 @pytest.fixture
-def env_for(tmp_path: Path, dist_bin: Path, netns_factory: Callable[[str], Any]) -> Callable[..., dict[str, str]]:
+def invoke(tmp_path: Path, dist_bin: Path, host_ns: Netns,
+           netns_factory: Callable[[str], Netns]) -> Callable[..., Answer]:
+    """invoke(plugin, command, conf, missing): the built plugin in the node, for a pod, with a PATH that lacks
+    CASES[missing]."""
     pod = netns_factory("pod")
 
-    def make(command: str, missing: str, cid: str = "pod-c1") -> dict[str, str]:
+    def invoke(plugin: str, command: str, conf: dict[str, Any], missing: str) -> Answer:
         path = tool_dir(tmp_path / f"tools-{missing}", drop=CASES[missing])
-        return plugin_env(command, cid=cid, netns=pod.path, cni_path=str(dist_bin), path=path)
-    return make
+        env = cni_env(command, cid="pod-c1", netns=pod.path, cni_path=dist_bin, path=path)
+        return run(plugin_argv(plugin, dist_bin), env, conf, inside=host_ns)
+    return invoke
 
 
 @pytest.mark.parametrize("missing", list(CASES))
 @pytest.mark.parametrize("backend", [None, "iptables", "nftables"])
-def test_bridge_ipmasq(dist_bin: Path, host_ns: Any, tmp_path: Path, env_for: Callable[..., dict[str, str]],
+def test_bridge_ipmasq(dist_bin: Path, host_ns: Any, tmp_path: Path, invoke: Callable[..., Answer],
                        missing: str, backend: str | None) -> None:
     extra = {"ipMasqBackend": backend} if backend else {}
-    conf = bridge_conf(tmp_path / "data", **extra)
-    before = firewall_state(host_ns.path)
-    done = run("bridge", conf, env_for("ADD", missing), dist_bin=dist_bin, netns_path=host_ns.path)
+    conf = bridge_conf(tmp_path / "data", isGateway=True, ipMasq=True, **extra)
+    before = firewall_state(host_ns)
+    done = invoke("bridge", "ADD", conf, missing)
     needed = {None: "nft" if missing == "neither" else None, "iptables": "iptables" if missing != "no-nft" else None,
               "nftables": "nft" if missing != "no-iptables" else None}[backend]
     if needed is None:                  # the backend in use is installed (or the automatic choice found one)
@@ -48,29 +67,29 @@ def test_bridge_ipmasq(dist_bin: Path, host_ns: Any, tmp_path: Path, env_for: Ca
         error = spec_error(done)
         assert needed in error["msg"], error
         assert ("ipMasqBackend" if backend else "ipMasq") in error["msg"], error
-        assert veths(host_ns.path) == [] and allocations(tmp_path / "data") == []
-        assert firewall_state(host_ns.path) == before
-    ok(run("bridge", conf, env_for("DEL", missing), dist_bin=dist_bin, netns_path=host_ns.path))
-    assert veths(host_ns.path) == [] and allocations(tmp_path / "data") == []
+        assert veths(host_ns) == [] and allocations(tmp_path / "data") == []
+        assert firewall_state(host_ns) == before
+    ok(invoke("bridge", "DEL", conf, missing))
+    assert veths(host_ns) == [] and allocations(tmp_path / "data") == []
 
 
 @pytest.mark.parametrize("missing", list(CASES))
 def test_bridge_without_ipmasq_needs_no_firewall_tool(dist_bin: Path, host_ns: Any, tmp_path: Path,
-                                                      env_for: Callable[..., dict[str, str]], missing: str) -> None:
-    conf = bridge_conf(tmp_path / "data", ip_masq=False)
-    assert ok(run("bridge", conf, env_for("ADD", missing), dist_bin=dist_bin, netns_path=host_ns.path))["ips"]
-    ok(run("bridge", conf, env_for("DEL", missing), dist_bin=dist_bin, netns_path=host_ns.path))
-    assert veths(host_ns.path) == [] and allocations(tmp_path / "data") == []
+                                                      invoke: Callable[..., Answer], missing: str) -> None:
+    conf = bridge_conf(tmp_path / "data", isGateway=True, ipMasq=False)
+    assert ok(invoke("bridge", "ADD", conf, missing))["ips"]
+    ok(invoke("bridge", "DEL", conf, missing))
+    assert veths(host_ns) == [] and allocations(tmp_path / "data") == []
 
 
 @pytest.mark.parametrize("missing", list(CASES))
 @pytest.mark.parametrize("backend", [None, "iptables", "nftables"])
-def test_portmap(dist_bin: Path, host_ns: Any, env_for: Callable[..., dict[str, str]], missing: str,
+def test_portmap(dist_bin: Path, host_ns: Any, invoke: Callable[..., Answer], missing: str,
                  backend: str | None) -> None:
     extra = {"backend": backend} if backend else {}
     conf = portmap_conf(WEB, **extra)
-    before = firewall_state(host_ns.path)
-    done = run("portmap", conf, env_for("ADD", missing), dist_bin=dist_bin, netns_path=host_ns.path)
+    before = firewall_state(host_ns)
+    done = invoke("portmap", "ADD", conf, missing)
     needed = {None: "nft" if missing == "neither" else None, "iptables": "iptables" if missing != "no-nft" else None,
               "nftables": "nft" if missing != "no-iptables" else None}[backend]
     if needed is None:
@@ -78,20 +97,20 @@ def test_portmap(dist_bin: Path, host_ns: Any, env_for: Callable[..., dict[str, 
     else:
         error = spec_error(done)
         assert needed in error["msg"] and "backend" in error["msg"], error
-        assert firewall_state(host_ns.path) == before
-    del_done = run("portmap", conf, env_for("DEL", missing), dist_bin=dist_bin, netns_path=host_ns.path)
+        assert firewall_state(host_ns) == before
+    del_done = invoke("portmap", "DEL", conf, missing)
     if needed is None:
         ok(del_done)
     else:                               # DEL cannot look without the tool either: the same clear error
         error = spec_error(del_done)
         assert needed in error["msg"] and "backend" in error["msg"], error
-    assert container_rules(host_ns.path, "pod-c1") == []
+    assert container_rules(host_ns, "pod-c1") == []
 
 
 @pytest.mark.parametrize("missing", list(CASES))
 def test_portmap_without_mappings_needs_no_firewall_tool(dist_bin: Path, host_ns: Any,
-                                                         env_for: Callable[..., dict[str, str]], missing: str) -> None:
+                                                         invoke: Callable[..., Answer], missing: str) -> None:
     conf = portmap_conf([])
-    result = ok(run("portmap", conf, env_for("ADD", missing), dist_bin=dist_bin, netns_path=host_ns.path))
+    result = ok(invoke("portmap", "ADD", conf, missing))
     assert result["ips"] == conf["prevResult"]["ips"]
-    ok(run("portmap", conf, env_for("DEL", missing), dist_bin=dist_bin, netns_path=host_ns.path))
+    ok(invoke("portmap", "DEL", conf, missing))

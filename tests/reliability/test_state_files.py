@@ -3,27 +3,24 @@ whole files via a temp file in the same directory that is linked/renamed into pl
 symlink planted in dataDir is ever followed."""
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from reliability_support import NETWORK, host_local_conf, plugin_env
+from support import NETWORK, Answer, cni_env, host_local_conf, run
 
 pytestmark = pytest.mark.e2e
 
 
-def run(dist_bin: Path, conf: dict, command: str, cid: str, *, trace: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+def host_local(dist_bin: Path, conf: dict, command: str, cid: str, *, trace: Path | None = None) -> Answer:
+    """The built host-local (under strace, writing `trace`, when given)."""
     argv = [str(dist_bin / "host-local")]
     if trace is not None:
         argv = ["strace", "-f", "-o", str(trace), "-e", "trace=openat,linkat,link,renameat,renameat2,rename"] + argv
-    return subprocess.run(argv, input=json.dumps(conf).encode(), capture_output=True,
-                          env=plugin_env(command, cid=cid, netns="/run/netns/none"))
+    return run(argv, cni_env(command, cid=cid, netns="/run/netns/none"), conf)
 
 
 def mode(path: Path) -> int:
@@ -36,8 +33,8 @@ def test_modes_and_atomic_writes(dist_bin: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     conf = host_local_conf(data)
     trace = tmp_path / "trace"
-    done = run(dist_bin, conf, "ADD", "c1", trace=trace)
-    assert done.returncode == 0, done.stdout
+    done = host_local(dist_bin, conf, "ADD", "c1", trace=trace)
+    assert done.status == 0, done.stdout
     net = data / NETWORK
     assert mode(net) == 0o755
     assert mode(net / "10.77.0.2") == 0o600 and mode(net / "last_reserved_ip.0") == 0o600
@@ -73,21 +70,21 @@ def test_planted_symlinks_are_not_followed(dist_bin: Path, tmp_path: Path, plant
         else:
             (net / planted).symlink_to(target)
     before = {p.name: (p.stat().st_mode, p.read_bytes() if p.is_file() else b"") for p in victim.iterdir()}
-    add = run(dist_bin, conf, "ADD", "c1")
-    delete = run(dist_bin, conf, "DEL", "c1")
+    add = host_local(dist_bin, conf, "ADD", "c1")
+    delete = host_local(dist_bin, conf, "DEL", "c1")
     for done in (add, delete):
-        assert b"Traceback" not in done.stderr
-        if done.returncode != 0:
-            error = json.loads(done.stdout)
+        assert "Traceback" not in done.stderr
+        if done.status != 0:
+            error = done.out
             assert type(error["code"]) is int and error["msg"], error
     if planted == "..":     # dataDir itself may be a symlink (the admin's choice): it is used, as the reference
-        assert add.returncode == 0
+        assert add.status == 0
         return
     if planted in ("lock", "network-dir"):
-        assert add.returncode != 0 and json.loads(add.stdout)["code"] == 5   # refused, clearly
+        assert add.status != 0 and add.code == 5   # refused, clearly
     else:
-        assert add.returncode == 0 and delete.returncode == 0, (add.stdout, delete.stdout)
-        assert json.loads(add.stdout)["ips"][0]["address"] != "10.77.0.2/24" or planted != "10.77.0.2"
+        assert add.status == 0 and delete.status == 0, (add.stdout, delete.stdout)
+        assert add.out["ips"][0]["address"] != "10.77.0.2/24" or planted != "10.77.0.2"
     after = {p.name: (p.stat().st_mode, p.read_bytes() if p.is_file() else b"") for p in victim.iterdir()}
     assert after == before
     assert target.read_text() == "untouched"

@@ -11,14 +11,13 @@ import json
 import random
 import subprocess
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
 
 import pytest
 
-from reliability_support import (NETWORK, SYSTEM_PATH, allocations, bridge_conf, container_rules, firewall_state,
-                                 sh, veths)
+from support import NETWORK, Netns, Node, bridge_conf, container_rules, firewall_state, veths
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -27,23 +26,17 @@ PARALLEL = 8
 PLAN = ("add", "del", "add", "del")
 
 
-def test_storm(dist_bin: Path, cnitool: Path, host_ns: Any, netns_factory: Callable[[str], Any], tmp_path: Path) -> None:
-    data = tmp_path / "ipam"
-    bridge = bridge_conf(data)
+def test_storm(dist_bin: Path, cnitool: Path, netns_factory: Callable[[str], Netns], tmp_path: Path) -> None:
+    bridge = bridge_conf(tmp_path / "ipam", isGateway=True, ipMasq=True)
     del bridge["cniVersion"], bridge["name"]
     conflist = {"cniVersion": "1.0.0", "name": NETWORK, "plugins": [
         bridge, {"type": "portmap", "capabilities": {"portMappings": True}, "backend": "iptables"}]}
-    (tmp_path / "net.d").mkdir()
-    (tmp_path / "net.d" / "storm.conflist").write_text(json.dumps(conflist))
+    node = Node(netns_factory, cni_bin=dist_bin, cnitool=cnitool, work=tmp_path, conflist=conflist)
     pods = [netns_factory(f"s{i}") for i in range(CONTAINERS)]
 
-    def cni(verb: str, i: int) -> subprocess.CompletedProcess[bytes]:
-        env = {"PATH": SYSTEM_PATH, "CNI_PATH": str(dist_bin), "NETCONFPATH": str(tmp_path / "net.d"),
-               "CNI_IFNAME": "eth0", "CNI_CONTAINERID": f"storm-{i}", "CNI_CACHE_DIR": str(tmp_path / "cache"),
-               "CAP_ARGS": json.dumps({"portMappings": [{"hostPort": 20000 + i, "containerPort": 80,
-                                                         "protocol": "tcp"}]})}
-        return subprocess.run(["nsenter", f"--net={host_ns.path}", "--", str(cnitool), verb, NETWORK, pods[i].path],
-                              env=env, capture_output=True, timeout=120)
+    def libcni(verb: str, i: int) -> subprocess.CompletedProcess[bytes]:
+        mapping = {"hostPort": 20000 + i, "containerPort": 80, "protocol": "tcp"}
+        return node.cni(verb, pods[i], cid=f"storm-{i}", cap_args={"portMappings": [mapping]})
 
     lock = threading.Lock()
     live: dict[int, str] = {}
@@ -75,7 +68,7 @@ def test_storm(dist_bin: Path, cnitool: Path, host_ns: Any, netns_factory: Calla
                 threading.Event().wait(0.01)
                 continue
             i, verb = op
-            done = cni(verb, i)
+            done = libcni(verb, i)
             with lock:
                 if done.returncode != 0:
                     failures.append(f"{verb} storm-{i}: {done.stderr.decode()}")
@@ -94,12 +87,12 @@ def test_storm(dist_bin: Path, cnitool: Path, host_ns: Any, netns_factory: Calla
             future.result()
     assert failures == []
     assert len(seen) == 2 * CONTAINERS
-    assert allocations(data) == []
-    assert veths(host_ns.path) == []
-    state = firewall_state(host_ns.path)
-    leftover = [line for i in range(CONTAINERS) for line in container_rules("", f"storm-{i}", state=state)]
+    assert node.allocations() == []
+    assert veths(node.host) == []
+    state = firewall_state(node.host)
+    leftover = [line for i in range(CONTAINERS) for line in container_rules(state, f"storm-{i}")]
     assert leftover == []
-    nat = sh(host_ns.path, "iptables-save -t nat").splitlines()
+    nat = node.host.sh("iptables-save -t nat", check=False).splitlines()
     shared = {
         ":CNI-HOSTPORT-DNAT": 1, ":CNI-HOSTPORT-SETMARK": 1, ":CNI-HOSTPORT-MASQ": 1,
         "-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT": 1,

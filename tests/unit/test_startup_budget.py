@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SHIPPED_PLUGINS
-from protocol_cases import BY_ID, check_answer
+from support import REPO, SHIPPED_PLUGINS
+from support.protocol_cases import BY_ID, check_answer
 
 # The budget. No plugin process imports these, whatever it does, or it pays the cost named on each line.
 FORBIDDEN = {

@@ -36,7 +36,7 @@ def ensure_bridge(host: Handle, conf: BridgeConf) -> Link:
 
 
 def random_veth_name() -> str:
-    return "veth%08x" % int.from_bytes(os.urandom(4), "big")
+    return f"veth{int.from_bytes(os.urandom(4), 'big'):08x}"
 
 
 def create_veth(host: Handle, *, peer: str, peer_netns: str, mtu: int, mac: str) -> Link:

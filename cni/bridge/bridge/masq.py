@@ -18,8 +18,9 @@ from common.record import record
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
     from collections.abc import Set as AbstractSet
-    from typing import Any, Iterable, Sequence
+    from typing import Any
 
 from common.config import IPInterface
 from common.firewall import iptables, nftables
@@ -66,7 +67,7 @@ class SavedNat:
     rules: tuple[str, ...]          # "-A ..." lines, verbatim
 
     @classmethod
-    def parse(cls, text: str) -> "SavedNat":
+    def parse(cls, text: str) -> SavedNat:
         chains = frozenset(line[1:].split()[0] for line in text.splitlines() if line.startswith(":"))
         return cls(chains=chains, rules=tuple(line for line in text.splitlines() if line.startswith("-A ")))
 

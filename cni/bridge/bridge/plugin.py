@@ -16,15 +16,19 @@ from common.skel import Plugin, Request
 from common.types import Interface, Result
 
 if TYPE_CHECKING:
-    from typing import Any
+    from collections.abc import Callable
+
+    from common.netlink import Handle, Link
+
     from .config import BridgeConf, TeardownConf
+    from .plan import Gateways
 
 
 PORT_UP_TIMEOUT = 2.55   # the reference polls 0/50/500/1000/1000 ms before "bridge port in error state"
 
 
 def load(request: Request) -> BridgeConf:
-    from . import config   # imported per verb: VERSION and the protocol errors need none of this
+    from . import config  # imported per verb: VERSION and the protocol errors need none of this
     return config.parse(request.conf, request.cni_args(config.KNOWN_CNI_ARGS))
 
 
@@ -44,7 +48,7 @@ def add(request: Request) -> Result:
     return result
 
 
-def _add(request: Request, conf: BridgeConf, *, host: Any, cont: Any, undo: contextlib.ExitStack) -> Result:
+def _add(request: Request, conf: BridgeConf, *, host: Handle, cont: Handle, undo: contextlib.ExitStack) -> Result:
     from . import links, plan, rules
     bridge = links.ensure_bridge(host, conf)
     if cont.link(request.ifname) is not None:
@@ -74,7 +78,7 @@ def _add(request: Request, conf: BridgeConf, *, host: Any, cont: Any, undo: cont
     return plan.assemble(result, ifaces, dns=conf.dns)
 
 
-def _add_layer3(request: Request, conf: BridgeConf, *, host: Any, cont: Any, bridge: Any,
+def _add_layer3(request: Request, conf: BridgeConf, *, host: Handle, cont: Handle, bridge: Link,
                 undo: contextlib.ExitStack) -> tuple[Result, tuple[Interface, ...]]:
     """IPAM, container addresses and routes, gateway addresses, masquerading."""
     from common import ipam
@@ -88,6 +92,8 @@ def _add_layer3(request: Request, conf: BridgeConf, *, host: Any, cont: Any, bri
     container.set_sysctls(request.netns, request.ifname, enable_dad=conf.enable_dad,
                           ipv6=any(i.version == 6 for i in gws.result.ips))
     link = cont.link(request.ifname)
+    if link is None:
+        raise CniError(Code.INTERNAL, f"container interface {request.ifname!r} vanished during ADD")
     container.configure(cont, link.index, gws.result)
     extra = _gateways(host, conf, bridge, gws) if conf.is_gateway else ()
     if conf.ip_masq:
@@ -97,7 +103,7 @@ def _add_layer3(request: Request, conf: BridgeConf, *, host: Any, cont: Any, bri
     return gws.result, extra
 
 
-def _gateways(host: Any, conf: BridgeConf, bridge: Any, gws: Any) -> tuple[Interface, ...]:
+def _gateways(host: Handle, conf: BridgeConf, bridge: Link, gws: Gateways) -> tuple[Interface, ...]:
     """Gateway addresses on the bridge (or on `<bridge>.<vlan>` with vlan) and forwarding per family."""
     from . import links
     target = bridge
@@ -107,24 +113,27 @@ def _gateways(host: Any, conf: BridgeConf, bridge: Any, gws: Any) -> tuple[Inter
         extra = (Interface(name=target.name, mac=target.mac),)
     for family, addresses in gws.by_family():
         for address in addresses:
-            links.ensure_address(host, host.link_by_index(target.index), address, force=conf.force_address)
+            current = host.link_by_index(target.index)     # re-read: its MAC is pinned from the current one
+            if current is None:
+                raise CniError(Code.INTERNAL, f"{target.name!r} vanished during ADD")
+            links.ensure_address(host, current, address, force=conf.force_address)
         if addresses:
             links.enable_forwarding(family)
     return extra
 
 
-def _wait_port_up(host: Any, index: int) -> None:
+def _wait_port_up(host: Handle, index: int) -> None:
     state = host.wait_oper_up(index, timeout=PORT_UP_TIMEOUT)
     if state != "UP":
         raise CniError(Code.INTERNAL, f"bridge port in error state: {state}")
 
 
-def _mac(host: Any, index: int) -> str:
+def _mac(host: Handle, index: int) -> str:
     link = host.link_by_index(index)
     return link.mac if link else ""
 
 
-def _quietly(func: Any, *args: Any) -> None:
+def _quietly(func: Callable[..., object], *args: object) -> None:
     """Rollback steps must not hide the error that caused the rollback."""
     import sys
     try:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
     from collections.abc import Set as AbstractSet
-    from typing import Any, Callable, Sequence
+    from typing import Any
     Undo = Callable[[], None]
     Listing = list[dict[str, Any]] | None     # an `nft -j list table` answer; None: no such table
 

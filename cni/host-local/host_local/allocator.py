@@ -11,7 +11,8 @@ import ipaddress
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
-    from typing import Iterator
+    from collections.abc import Iterator
+    from collections.abc import Set as AbstractSet
 
 from common.config import IPAddress
 from common.errors import CniError, Code, ConfigError, ErrorCollector
@@ -61,7 +62,9 @@ def plan_requests(range_sets: tuple[RangeSet, ...], requested: tuple[IPAddress, 
         wanted = next((a for a in remaining if range_set.contains(a)), None)
         if wanted is not None:
             remaining.remove(wanted)
-            if wanted == range_set.range_for(wanted).gateway:  # type: ignore[union-attr]
+            home = range_set.range_for(wanted)
+            assert home is not None     # range_set.contains(wanted)
+            if wanted == home.gateway:
                 raise ConfigError(f"requested IP {wanted} is the gateway of range set {range_set}")
         plan.append(wanted)
     if remaining:
@@ -126,7 +129,9 @@ def _reserve(session: Session, range_set: RangeSet, index: int, request: IPAddre
         if not session.reserve(str(request), owner, index):
             raise CniError(Code.INTERNAL, f"requested IP address {request} is not available in range set "
                            f"{range_set}")
-        return _ip_config(request, range_set.range_for(request))  # type: ignore[arg-type]
+        home = range_set.range_for(request)
+        assert home is not None         # plan_requests placed the request in this set
+        return _ip_config(request, home)
     _refuse_duplicate(session, range_set, owner)
     last = _address(session.last_reserved(index) or "")
     if last is None:
@@ -142,7 +147,7 @@ def _highest_allocated(session: Session, range_set: RangeSet) -> IPAddress | Non
     """Where to continue when `last_reserved_ip` is missing, empty or garbage: after the highest address in use
     in the set. (The reference restarts at the range start and hands out the address freed last at once.)"""
     used = [a for a in map(address_of, session.owners) if a is not None and range_set.contains(a)]
-    return max(used) if used else None  # type: ignore[type-var]
+    return max(used) if used else None
 
 
 def _refuse_duplicate(session: Session, range_set: RangeSet, owner: str) -> None:
@@ -184,7 +189,7 @@ def release(session: Session, container_id: str, ifname: str) -> list[str]:
     return names
 
 
-def collect_garbage(session: Session, valid: set[tuple[str, str]]) -> list[str]:
+def collect_garbage(session: Session, valid: AbstractSet[tuple[str, str]]) -> list[str]:
     """Release every allocation whose attachment is not valid; files of unknown owner are kept."""
     valid_owners = {owner_of(cid, ifname) for cid, ifname in valid}
     valid_ids = {cid.strip() for cid, _ in valid}

@@ -36,7 +36,7 @@ class Range:
     gateway: IPAddress      # never allocated
 
     def contains(self, addr: IPAddress) -> bool:
-        return addr.version == self.start.version and self.start <= addr <= self.end
+        return addr.version == self.start.version and int(self.start) <= int(addr) <= int(self.end)
 
     def size(self) -> int:
         """Allocatable addresses: the span minus the gateway when it lies inside."""
@@ -144,7 +144,7 @@ def parse_range(node: Node) -> Range:
     gateway = _address_in(node, "gateway", subnet) or first_host
     start = _address_in(node, "rangeStart", subnet) or first_host
     end = _address_in(node, "rangeEnd", subnet) or last
-    if end < start:
+    if int(end) < int(start):     # same family: _address_in checked it
         raise ConfigError(f"rangeEnd {describe(str(end))} at {node.at('rangeEnd')} is before rangeStart {start}")
     return Range(subnet=subnet, start=start, end=end, gateway=gateway)
 
@@ -163,7 +163,7 @@ def _address_in(node: Node, key: str, subnet: IPNetwork) -> IPAddress | None:
 
 
 def _overlap(a: Range, b: Range) -> bool:
-    return a.start.version == b.start.version and a.start <= b.end and b.start <= a.end
+    return a.start.version == b.start.version and int(a.start) <= int(b.end) and int(b.start) <= int(a.end)
 
 
 def _check_no_overlap(sets: tuple[RangeSet, ...]) -> None:

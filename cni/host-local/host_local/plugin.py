@@ -6,7 +6,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
-    from typing import Mapping
+    from collections.abc import Mapping
 
 from common import flock
 from common.config import valid_attachments

@@ -23,7 +23,10 @@ import sys
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
-    from typing import Iterator, Protocol
+    from collections.abc import Callable, Iterator
+    from typing import ParamSpec, Protocol, TypeVar
+    P = ParamSpec("P")
+    T = TypeVar("T")
 
     class Session(Protocol):
         """Allocation state while the store is locked.
@@ -69,7 +72,7 @@ class MemoryStore:
         self.last = dict(last or {})
 
     @contextlib.contextmanager
-    def session(self) -> Iterator["MemoryStore"]:
+    def session(self) -> Iterator[MemoryStore]:
         yield self
 
     def last_reserved(self, index: int) -> str | None:
@@ -103,7 +106,7 @@ class DiskStore:
         self.old_cache = os.path.join(data_dir, f".pycni-owners.{network}")
 
     @contextlib.contextmanager
-    def session(self) -> Iterator["DiskSession"]:
+    def session(self) -> Iterator[DiskSession]:
         """The network directory, locked for the whole block."""
         dir_fd = self._open_dir()
         try:
@@ -224,7 +227,7 @@ class DiskSession:
         except FileExistsError:
             return False
         except OSError as exc:
-            raise CniError(Code.IO_FAILURE, f"cannot create {os.path.join(self.path, name)}: {exc.strerror}")
+            raise CniError(Code.IO_FAILURE, f"cannot create {os.path.join(self.path, name)}: {exc.strerror}") from None
         finally:
             self._unlink(temp)
 
@@ -256,7 +259,7 @@ class DiskSession:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise CniError(Code.IO_FAILURE, f"cannot remove {os.path.join(self.path, name)}: {exc.strerror}")
+            raise CniError(Code.IO_FAILURE, f"cannot remove {os.path.join(self.path, name)}: {exc.strerror}") from None
 
 
 def _list(dir_fd: int) -> list[os.DirEntry[str]]:
@@ -276,7 +279,7 @@ def _write_all(fd: int, data: bytes) -> None:
     os.close(fd)
 
 
-def _os_call(what: str, func, *args, **kwargs):  # type: ignore[no-untyped-def]
+def _os_call(what: str, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     try:
         return func(*args, **kwargs)
     except OSError as exc:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
-    from typing import Iterable
+    from collections.abc import Iterable
 
     from common.config import IPInterface
 

@@ -19,6 +19,7 @@ from . import subnet_env
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
     from typing import Any
+
     from common.config import NetConf
 
 DEFAULT_DATA_DIR = "/var/lib/cni/pycni-overlay"
@@ -66,7 +67,7 @@ def ipam_config(top_level: dict[str, Any], env: subnet_env.SubnetEnv) -> dict[st
     ipam: dict[str, Any] = {"type": "host-local", **top_level}
     node = Node(ipam, "ipam")
     routes = [dict(route.data) for route in node.objects("routes")]
-    for subnet, network in env.ranges():
+    for _, network in env.ranges():
         if network is not None and not any(route.get("dst") == str(network) for route in routes):
             routes.append({"dst": str(network)})
     for key in ("ranges", "routes"):

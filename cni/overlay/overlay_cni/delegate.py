@@ -17,7 +17,8 @@ from common.ipam import is_bundled
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
-    from typing import Any, Callable, Mapping
+    from collections.abc import Callable, Mapping
+    from typing import Any
     # (binary path, env, stdin) -> Completed: the one seam tests replace
     Invoke = Callable[[str, Mapping[str, str], bytes], execs.Completed]
 

@@ -17,6 +17,7 @@ from . import config, delegate, state, subnet_env
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
     from typing import Any
+
     from common.types import Result
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
-    from typing import Callable
+    from collections.abc import Callable
 
 from common.config import IPInterface
 from common.errors import CniError, Code

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
-    from typing import Any, Collection
+    from collections.abc import Collection
+    from typing import Any
     Tables = dict[int, "list[dict[str, Any]] | None"]
 
 from common.config import IPInterface

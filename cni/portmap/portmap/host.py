@@ -10,7 +10,7 @@ import sys
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
-    from typing import Any, Callable, Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from common.config import IPInterface
 
@@ -29,7 +29,7 @@ def _log(text: str) -> None:
 
 @record(frozen=True)
 class Host:
-    run: Callable[..., Any] = execs.run
+    run: execs.Runner = execs.run
     lock_path: str = LOCK_PATH
     lock_timeout: float = LOCK_TIMEOUT
     sysctl_root: str = "/proc/sys"

@@ -17,7 +17,8 @@ from .config import PortmapConf
 from .host import Host, enable_route_localnet, flush_udp_conntrack, locked
 
 if TYPE_CHECKING:
-    from typing import Callable
+    from collections.abc import Callable
+
     from .backend_iptables import Cache
 
 
@@ -28,7 +29,7 @@ def add(req: Request, host: Host) -> Result:
     if conf.snat and ips[0].version == 4:
         enable_route_localnet(host, str(ips[0].ip))
     with locked(host):
-        backend, cache = _resolve(host, conf, lambda: _chains("add_read_chains", conf, req.container_id))
+        backend, cache = _resolve(host, conf, lambda: _add_read_chains(conf, req.container_id))
         if backend == "iptables":
             from . import backend_iptables
             backend_iptables.add(host, conf, req.container_id, ips, cache)
@@ -48,7 +49,7 @@ def delete(req: Request, host: Host) -> None:
         conf = PortmapConf(name=req.conf.name)
     ips = _del_ips(req)
     with locked(host):
-        backend, cache = _resolve(host, conf, lambda: _chains("delete_read_chains", conf.name, req.container_id))
+        backend, cache = _resolve(host, conf, lambda: _delete_read_chains(conf.name, req.container_id))
         if backend == "iptables":
             from . import backend_iptables
             backend_iptables.delete(host, conf.name, req.container_id, cache)
@@ -63,7 +64,7 @@ def check(req: Request, host: Host) -> None:
     _, conf, ips = _mapped(req)
     if not ips:
         return None
-    backend, cache = _resolve(host, conf, lambda: _chains("add_read_chains", conf, req.container_id))
+    backend, cache = _resolve(host, conf, lambda: _add_read_chains(conf, req.container_id))
     if backend == "iptables":
         from . import backend_iptables
         backend_iptables.check(host, conf, req.container_id, ips, cache)
@@ -89,7 +90,7 @@ def gc(req: Request, host: Host) -> None:
 
 # --- helpers ----------------------------------------------------------------------------------------------
 
-def _mapped(req: Request) -> "tuple[Result, PortmapConf, list[IPInterface]]":
+def _mapped(req: Request) -> tuple[Result, PortmapConf, list[IPInterface]]:
     """prevResult, the config, and the container addresses that get mappings (none without mappings)."""
     prev = _prev_result(req)
     conf = config.parse(req.conf)
@@ -107,7 +108,7 @@ def _container_ips(prev: Result, ifname: str) -> list[IPInterface]:
     return [ip for ip in config.container_ips(prev, ifname) if ip is not None]
 
 
-def _resolve(host: Host, conf: PortmapConf, chains: Callable[[], list[str] | None]) -> "tuple[str, Cache]":
+def _resolve(host: Host, conf: PortmapConf, chains: Callable[[], list[str] | None]) -> tuple[str, Cache]:
     """The configured backend, else iptables if its nat table can be read (that read, of the chains the verb
     needs, is kept for reuse)."""
     cache: Cache = {}
@@ -118,10 +119,16 @@ def _resolve(host: Host, conf: PortmapConf, chains: Callable[[], list[str] | Non
     return ("iptables" if usable else "nftables"), cache
 
 
-def _chains(which: str, *args: object) -> list[str]:
-    """rules_iptables.add_read_chains / delete_read_chains, imported only when iptables is probed."""
+def _add_read_chains(conf: PortmapConf, container_id: str) -> list[str]:
+    """rules_iptables.add_read_chains, imported only when iptables is probed."""
     from . import rules_iptables
-    return getattr(rules_iptables, which)(*args)  # type: ignore[no-any-return]
+    return rules_iptables.add_read_chains(conf, container_id)
+
+
+def _delete_read_chains(network: str, container_id: str) -> list[str]:
+    """rules_iptables.delete_read_chains, imported only when iptables is probed."""
+    from . import rules_iptables
+    return rules_iptables.delete_read_chains(network, container_id)
 
 
 def _udp_ports(conf: PortmapConf) -> list[int]:

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
-    from typing import Any, Callable, Collection
+    from collections.abc import Callable, Collection
+    from typing import Any
     Objects = list[dict[str, Any]]
     Tables = dict[int, "Objects | None"]
 

@@ -92,7 +92,8 @@ def test_valid_attachments_union_of_both_keys():
 @pytest.mark.parametrize("data, text", [
     ({}, "missing required key cni.dev/valid-attachments"),
     ({"cni.dev/valid-attachments": {}}, "expected list at cni.dev/valid-attachments"),
-    ({"cni.dev/valid-attachments": [{"ifname": "eth0"}]}, "missing required key cni.dev/valid-attachments[0].containerID"),
+    ({"cni.dev/valid-attachments": [{"ifname": "eth0"}]},
+     "missing required key cni.dev/valid-attachments[0].containerID"),
     ({"cni.dev/valid-attachments": [{"containerID": "a", "ifname": ""}]},
      "empty value '' at cni.dev/valid-attachments[0].ifname"),
 ])

@@ -4,13 +4,15 @@ from __future__ import annotations
 import ipaddress
 import json
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from common import result
 from common.config import parse_cni_args
 from common.errors import CniError
-from common.skel import Plugin, dispatch
-from common.types import DNS, IPConfig, Interface, Result, Route
+from common.skel import Plugin
+from common.types import DNS, Interface, IPConfig, Result, Route
+from support import cni_env, in_process
 
 ECHO = Plugin(name="echo", handlers={"ADD": lambda r: r.prev_result() or Result(), "DEL": lambda r: None,
                                      "CHECK": lambda r: None})
@@ -30,9 +32,9 @@ env_values = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blackl
                                                              "BOGUS"]),
        container=env_values, ifname=env_values, args=env_values)
 def test_dispatch_always_answers_with_result_or_spec_error(conf, command, container, ifname, args):
-    env = {"CNI_COMMAND": command, "CNI_CONTAINERID": container, "CNI_NETNS": "/run/netns/x",
-           "CNI_IFNAME": ifname, "CNI_ARGS": args, "CNI_PATH": "/opt/cni/bin"}
-    outcome = dispatch(ECHO, env, lambda: json.dumps(conf).encode())
+    env = cni_env(command, cid=container, netns="/run/netns/x", ifname=ifname, args=args, cni_path="/opt/cni/bin",
+                  path=None)
+    outcome = in_process(ECHO, env, json.dumps(conf).encode())
     assert outcome.status in (0, 1)
     if outcome.status == 1:
         error = json.loads(outcome.stdout)
@@ -44,8 +46,8 @@ def test_dispatch_always_answers_with_result_or_spec_error(conf, command, contai
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=200))
 def test_dispatch_survives_arbitrary_bytes(stdin):
-    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c", "CNI_NETNS": "/n", "CNI_IFNAME": "eth0", "CNI_PATH": "/p"}
-    outcome = dispatch(ECHO, env, lambda: stdin)
+    env = cni_env("ADD", cid="c", netns="/n", cni_path="/p", path=None, CNI_ARGS=None)
+    outcome = in_process(ECHO, env, stdin)
     assert outcome.status in (0, 1)
     answer = json.loads(outcome.stdout) if outcome.stdout else None
     if outcome.status == 1:

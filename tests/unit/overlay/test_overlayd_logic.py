@@ -7,8 +7,8 @@ import random
 import netaddr
 import pytest
 
-from overlay import leases, netconfig, plan
-from overlay.agent import read_previous_subnet, write_subnet_file
+from overlay import leases, masq, netconfig, plan
+from overlay.agent import read_previous, read_previous_subnet, write_subnet_file
 from overlay.leases import Lease
 from overlay.plan import Fdb, Neigh, Route
 
@@ -53,7 +53,8 @@ def test_lease_value_and_key_are_flannels() -> None:
 def test_subnet_choice_order_own_then_previous_then_random() -> None:
     rng, me = random.Random(1), netaddr.IPAddress("192.0.2.21")
     taken = [lease("10.244.5.0/24", "192.0.2.21"), lease("10.244.6.0/24", "192.0.2.22")]
-    assert leases.choose_subnet(CONFIG, taken, public_ip=me, previous=None, rng=rng)[0] == netaddr.IPNetwork("10.244.5.0/24")
+    chosen = leases.choose_subnet(CONFIG, taken, public_ip=me, previous=None, rng=rng)[0]
+    assert chosen == netaddr.IPNetwork("10.244.5.0/24")
     previous = netaddr.IPNetwork("10.244.9.0/24")
     assert leases.choose_subnet(CONFIG, taken[1:], public_ip=me, previous=previous, rng=rng) == (previous, None)
     busy = netaddr.IPNetwork("10.244.6.0/24")
@@ -100,3 +101,29 @@ def test_subnet_file_is_flannels_and_remembers_the_subnet(tmp_path) -> None:
     assert read_previous_subnet(str(path)) == netaddr.IPNetwork("10.244.7.0/24")
     assert [p.name for p in path.parent.iterdir()] == ["subnet.env"]
     assert read_previous_subnet(str(tmp_path / "missing")) is None
+
+
+def test_subnet_file_names_the_lease_and_a_key_still_bound_to_it_is_ours(tmp_path) -> None:
+    """After the node's address changed, our old key carries the old PublicIP: the etcd lease saved in subnet.env
+    proves it is ours; a previous subnet held under another lease is someone else's (flannel #1289)."""
+    path = tmp_path / "subnet.env"
+    write_subnet_file(str(path), network=netaddr.IPNetwork("10.244.0.0/16"), subnet=netaddr.IPNetwork("10.244.7.0/24"),
+                      mtu=1450, ip_masq=False, lease_id=0x694D9A1B2C)
+    assert path.read_text().endswith("FLANNEL_IPMASQ=false\nPYCNI_LEASE_ID=694d9a1b2c\n")
+    previous, lease_id = read_previous(str(path))
+    assert (previous, lease_id) == (netaddr.IPNetwork("10.244.7.0/24"), 0x694D9A1B2C)
+    old = Lease(subnet=previous, public_ip=netaddr.IPAddress("192.0.2.22"), backend="vxlan",
+                vtep_mac="0e:76:c0:00:02:16", vni=7, etcd_lease=0x694D9A1B2C)
+    me, rng = netaddr.IPAddress("192.0.2.42"), random.Random(1)
+    assert leases.choose_subnet(CONFIG, [old], public_ip=me, previous=previous, rng=rng,
+                                previous_lease=lease_id) == (previous, old)
+    subnet, own = leases.choose_subnet(CONFIG, [old], public_ip=me, previous=previous, rng=rng, previous_lease=1)
+    assert own is None and subnet != previous
+
+
+def test_forward_rules_accept_the_cluster_network_both_ways() -> None:
+    assert masq.forward_rules("10.244.0.0/16").splitlines() == [
+        "*filter", ":PYCNI-OVERLAY-FWD - [0:0]",
+        '-A PYCNI-OVERLAY-FWD -s 10.244.0.0/16 -m comment --comment "pycni-overlay forward" -j ACCEPT',
+        '-A PYCNI-OVERLAY-FWD -d 10.244.0.0/16 -m comment --comment "pycni-overlay forward" -j ACCEPT',
+        "COMMIT"]

@@ -1,0 +1,3 @@
+from pycni.app import main
+
+raise SystemExit(main())
