@@ -20,14 +20,15 @@ from .skel import Request
 from .types import Result
 
 
-def find_plugin(plugin_type: str, paths: tuple[str, ...]) -> str:
+def find_plugin(plugin_type: str, paths: tuple[str, ...], *, key: str = "ipam.type", kind: str = "IPAM") -> str:
+    """The executable of a delegate plugin (named by the config key `key`) on CNI_PATH."""
     if not plugin_type or "/" in plugin_type or plugin_type in (".", ".."):
-        raise ConfigError(f"invalid plugin name {plugin_type!r} at ipam.type")
+        raise ConfigError(f"invalid plugin name {plugin_type!r} at {key}")
     for directory in paths:
         candidate = os.path.join(directory, plugin_type)
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
-    raise CniError(Code.INVALID_CONFIG, f"failed to find IPAM plugin {plugin_type!r} in CNI_PATH "
+    raise CniError(Code.INVALID_CONFIG, f"failed to find {kind} plugin {plugin_type!r} in CNI_PATH "
                    f"{':'.join(paths) or '(empty)'}")
 
 
@@ -36,11 +37,11 @@ def delegate(command: str, request: Request, *, runner: execs.Runner = execs.run
     binary = find_plugin(request.conf.ipam_type, request.path)
     env: Mapping[str, str] = {**request.env, "CNI_COMMAND": command}
     if runner is execs.run and os.path.basename(binary) == "host-local" and is_bundled(binary):
-        done = _run_in_process(env, request.stdin)
+        done = run_in_process("host_local.plugin", env, request.stdin)
     else:
         done = runner([binary], input=request.stdin, env=env, timeout=120.0)
     if done.status != 0:
-        raise _delegate_error(request.conf.ipam_type, command, done)
+        raise delegate_error("IPAM", request.conf.ipam_type, command, done)
     if command != "ADD":
         return None
     try:
@@ -106,19 +107,19 @@ def supported_versions(request: Request, *, runner: execs.Runner = execs.run) ->
     return tuple(v for v in versions if isinstance(v, str)) if isinstance(versions, list) else None
 
 
-def _run_in_process(env: Mapping[str, str], stdin: bytes) -> execs.Completed:
-    """The bundled host-local's protocol handling, exactly as its own process would run it."""
-    from host_local.plugin import PLUGIN  # shipped in the shared runtime folder
-
+def run_in_process(module: str, env: Mapping[str, str], stdin: bytes) -> execs.Completed:
+    """A bundled plugin's protocol handling (`module`.PLUGIN, shipped in the shared runtime folder), exactly as
+    its own process would run it."""
     from .skel import dispatch
-    outcome = dispatch(PLUGIN, env, lambda: stdin)
+    plugin = __import__(module, fromlist=["PLUGIN"]).PLUGIN
+    outcome = dispatch(plugin, env, lambda: stdin)
     if outcome.stderr:
         sys.stderr.write(outcome.stderr)
     return execs.Completed(outcome.status, outcome.stdout.encode(), outcome.stderr.encode())
 
 
-def _delegate_error(plugin_type: str, command: str, done: execs.Completed) -> CniError:
-    """Re-raise the delegate's own spec error (code kept) or describe what it printed."""
+def delegate_error(kind: str, plugin_type: str, command: str, done: execs.Completed) -> CniError:
+    """The delegate's own spec error (code kept), or a description of what it printed."""
     try:
         data = jsonio.loads(done.stdout)
         error = Node(data) if isinstance(data, dict) else None   # read as libcni reads types.Error
@@ -127,4 +128,4 @@ def _delegate_error(plugin_type: str, command: str, done: execs.Completed) -> Cn
     except ValueError:
         pass
     text = (done.stdout or done.stderr).decode(errors="replace").strip() or "no error message"
-    return CniError(Code.INTERNAL, f"IPAM plugin {plugin_type!r} {command} failed (exit {done.status}): {text}")
+    return CniError(Code.INTERNAL, f"{kind} plugin {plugin_type!r} {command} failed (exit {done.status}): {text}")

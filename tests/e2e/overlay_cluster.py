@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import REPO
+from support.node import CLIENT
 
 ETCD_IPS = ("192.0.2.11", "192.0.2.12", "192.0.2.13")
 ETCD_IP = ETCD_IPS[0]
@@ -36,14 +37,6 @@ while True:
     c, peer = s.accept()
     c.sendall(('seen ' + peer[0]).encode())
     c.close()
-"""
-CLIENT = """
-import socket, sys
-try:
-    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
-    print(c.recv(100).decode(), end='')
-except OSError as e:
-    sys.exit(f'connect {sys.argv[1]}:{sys.argv[2]}: {e}')
 """
 
 

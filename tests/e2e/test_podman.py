@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from support import Netns, allocations, have, veths
-from support.runtime import BUSYBOX, cgroups, is_static, pod_rules
+from support.runtime import BUSYBOX, cgroups, is_static, pod_rules, remove_cgroups
 
 pytestmark = pytest.mark.e2e
 
@@ -151,15 +151,7 @@ class PodmanNode:
         if self.holder is not None:
             self.holder.kill()
             self.holder.communicate(timeout=10)
-        for _ in range(50):  # killed processes leave their cgroups asynchronously
-            for group in self._cgroups():
-                try:
-                    group.rmdir()
-                except OSError:
-                    pass
-            if not self._cgroups():
-                break
-            time.sleep(0.1)
+        remove_cgroups(self.cgroup_parent)   # killed processes leave their cgroups asynchronously
         if self.created_var_lib_cni:
             try:
                 os.rmdir("/var/lib/cni")

@@ -3,6 +3,7 @@ the cgroups a confined runtime leaves under the test's own parent, and the per-c
 must not keep after the containers are gone."""
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -23,6 +24,19 @@ def cgroups(parent: str) -> list[Path]:
         if fstype in ("cgroup", "cgroup2") and mount_point.startswith("/sys/fs/cgroup") and top.is_dir():
             groups += sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [top]
     return groups
+
+
+def remove_cgroups(parent: str) -> None:
+    """Remove `parent` and its children once their killed processes have left them (asynchronously: ~5 s at most)."""
+    for _ in range(50):
+        for group in cgroups(parent):
+            try:
+                group.rmdir()
+            except OSError:
+                pass
+        if not cgroups(parent):
+            return
+        time.sleep(0.1)
 
 
 def pod_rules(node: Netns, ids: Iterable[str]) -> list[str]:

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..runtime import BUSYBOX, cgroups, pod_rules
+from ..runtime import BUSYBOX, cgroups, pod_rules, remove_cgroups
 from ..state import allocations
 from .cri import CRI
 from .image import PAUSE_IMAGE, build_pause_image
@@ -399,15 +399,7 @@ class ContainerdNode:
         if self.holder is not None:
             self.holder.kill()
             self.holder.communicate(timeout=10)
-        for _ in range(50):  # killed processes leave their cgroups asynchronously
-            for group in self._cgroups():
-                try:
-                    group.rmdir()
-                except OSError:
-                    pass
-            if not self._cgroups():
-                break
-            time.sleep(0.1)
+        remove_cgroups(self.cgroup_parent)   # killed processes leave their cgroups asynchronously
         shutil.rmtree(self.work, ignore_errors=True)
         for directory in reversed(self.created_dirs):
             try:
