@@ -8,7 +8,10 @@ CNITOOL    := $(DIST)/cnitool
 DESTDIR    ?=
 CNI_BIN_DIR ?= /opt/cni/bin
 PYTEST_ARGS ?=
-SOURCES    := $(shell find common cni overlay cli -name '*.py') build/plugins.spec pyproject.toml
+SOURCES    := $(shell find common cni overlay cli -name '*.py') build/plugins.spec pyproject.toml plugins.toml
+# The shipped plugins and their source roots: plugins.toml, the one list (scripts/plugins.py reads it).
+PLUGINS    := $(shell $(PYTHON) scripts/plugins.py names)
+PLUGIN_ROOTS := $(shell $(PYTHON) scripts/plugins.py roots)
 
 .PHONY: all deps venv build driver lint test unit demo install bench clean
 
@@ -39,8 +42,8 @@ driver: deps $(CNITOOL)
 # Static checks, configured in pyproject.toml: mypy --strict, then ruff (lint and import order). Every
 # cni/<plugin>/main.py is module `main`, so each is checked on its own run (the others come from mypy's cache).
 lint: deps venv
-	$(VENV)/bin/mypy
-	for entry in cni/*/main.py; do $(VENV)/bin/mypy --no-error-summary $$entry || exit 1; done
+	MYPYPATH=$(PLUGIN_ROOTS) $(VENV)/bin/mypy
+	for entry in cni/*/main.py; do MYPYPATH=$(PLUGIN_ROOTS) $(VENV)/bin/mypy --no-error-summary $$entry || exit 1; done
 	$(VENV)/bin/ruff check
 
 # Everything: lint, then unit (no root), integration (root, throwaway namespaces), e2e (built executables via libcni).
@@ -58,8 +61,7 @@ bench: build driver
 
 install: $(CNI_BIN)/.stamp
 	install -d $(DESTDIR)$(CNI_BIN_DIR)
-	cp -a $(CNI_BIN)/.pycni $(CNI_BIN)/bridge $(CNI_BIN)/host-local $(CNI_BIN)/portmap \
-		$(CNI_BIN)/loopback $(CNI_BIN)/overlay $(DESTDIR)$(CNI_BIN_DIR)/
+	cp -a $(CNI_BIN)/.pycni $(addprefix $(CNI_BIN)/,$(PLUGINS)) $(DESTDIR)$(CNI_BIN_DIR)/
 	install -d $(DESTDIR)/usr/local/lib $(DESTDIR)/usr/local/bin
 	rm -rf $(DESTDIR)/usr/local/lib/pycni-overlayd
 	cp -a $(DIST)/overlayd $(DESTDIR)/usr/local/lib/pycni-overlayd

@@ -24,6 +24,12 @@ if TYPE_CHECKING:
         def __call__(self, argv: Sequence[str], *, input: bytes = ..., env: Mapping[str, str] | None = ...,
                      timeout: float = ..., needed_by: str = ...) -> Completed: ...
 
+    class RunAll(Protocol):
+        """What runs independent programs together: `run_all` itself, or a test's fake."""
+
+        def __call__(self, commands: Sequence[Sequence[str]], *, env: Mapping[str, str] | None = ...,
+                     timeout: float = ..., needed_by: str = ...) -> list[Completed]: ...
+
 # Where tools are looked for when PATH is not set at all (as execvp does); a set PATH is searched alone, as Go does.
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -53,6 +59,27 @@ def run_all(commands: Sequence[Sequence[str]], *, env: Mapping[str, str] | None 
     finally:
         for child in children:
             child.close()
+
+
+def one_by_one(run: Runner) -> RunAll:
+    """A RunAll over `run` that runs the commands in turn (a test's fake runner sees each one)."""
+    def run_all(commands: Sequence[Sequence[str]], *, env: Mapping[str, str] | None = None, timeout: float = 60.0,
+                needed_by: str = "") -> list[Completed]:
+        return [run(argv, env=env, timeout=timeout, needed_by=needed_by) for argv in commands]
+    return run_all
+
+
+@record(frozen=True)
+class Programs:
+    """The exec seam of a plugin's host object: one program, or several at once. Production uses `run` and
+    `run_all`; a test passes its fake runner (`Programs.faked(fake)`), so the same code path runs either way."""
+
+    run: Runner
+    run_all: RunAll
+
+    @classmethod
+    def faked(cls, fake: Runner) -> Programs:
+        return cls(run=fake, run_all=one_by_one(fake))
 
 
 class _Child:
@@ -131,3 +158,6 @@ def _exits_within(pid: int, timeout: float) -> bool:
         return bool(poller.poll(int(timeout * 1000)))
     finally:
         os.close(pidfd)
+
+
+SYSTEM = Programs(run=run, run_all=run_all)   # the machine's programs, as a plugin runs them

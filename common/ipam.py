@@ -1,6 +1,8 @@
 """Delegation to the IPAM plugin named by `ipam.type`, found on CNI_PATH (SPEC §4, libcni's invoke.Delegate*).
 
 The delegate gets the same environment (with CNI_COMMAND set to the verb) and the complete stdin config.
+How it runs is the caller's `Invoke` (the one seam tests replace): `exec_plugin` always execs; `invoker(...)` runs
+the bundled plugins a plugin declares (bridge: host-local) in-process. This module knows no plugin by name.
 """
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ import sys
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
+    # (binary path, env, stdin) -> what it printed and its exit status
+    Invoke = Callable[[str, Mapping[str, str], bytes], "execs.Completed"]
 
 from . import exec as execs
 from . import jsonio
@@ -32,14 +36,27 @@ def find_plugin(plugin_type: str, paths: tuple[str, ...], *, key: str = "ipam.ty
                    f"{':'.join(paths) or '(empty)'}")
 
 
-def delegate(command: str, request: Request, *, runner: execs.Runner = execs.run) -> Result | None:
+def exec_plugin(binary: str, env: Mapping[str, str], stdin: bytes) -> execs.Completed:
+    """Run a delegate as its own process (libcni's invoke.ExecPlugin)."""
+    return execs.run([binary], input=stdin, env=env, timeout=120.0)
+
+
+def invoker(in_process: Mapping[str, str]) -> Invoke:
+    """The seam of a plugin that bundles delegates: `in_process` maps a plugin name to the module holding its
+    PLUGIN (bridge: {"host-local": "host_local.plugin"}). Such a delegate runs in-process when the file on
+    CNI_PATH is really this build's (is_bundled); any other (the Go plugin, a wrapper) is exec'd."""
+    def invoke(binary: str, env: Mapping[str, str], stdin: bytes) -> execs.Completed:
+        module = in_process.get(os.path.basename(binary))
+        if module is not None and is_bundled(binary):
+            return run_in_process(module, env, stdin)
+        return exec_plugin(binary, env, stdin)
+    return invoke
+
+
+def delegate(command: str, request: Request, *, invoke: Invoke = exec_plugin) -> Result | None:
     """Run the IPAM plugin for `command`; returns its parsed result for ADD, None otherwise."""
     binary = find_plugin(request.conf.ipam_type, request.path)
-    env: Mapping[str, str] = {**request.env, "CNI_COMMAND": command}
-    if runner is execs.run and os.path.basename(binary) == "host-local" and is_bundled(binary):
-        done = run_in_process("host_local.plugin", env, request.stdin)
-    else:
-        done = runner([binary], input=request.stdin, env=env, timeout=120.0)
+    done = invoke(binary, {**request.env, "CNI_COMMAND": command}, request.stdin)
     if done.status != 0:
         raise delegate_error("IPAM", request.conf.ipam_type, command, done)
     if command != "ADD":
@@ -94,12 +111,11 @@ def _recorded_digests() -> dict[str, str]:
     return {pair[1]: pair[0] for pair in pairs if len(pair) == 2}
 
 
-def supported_versions(request: Request, *, runner: execs.Runner = execs.run) -> tuple[str, ...] | None:
+def supported_versions(request: Request, *, invoke: Invoke = exec_plugin) -> tuple[str, ...] | None:
     """The spec versions the IPAM plugin lists for VERSION (libcni's GetVersionInfo); None when unreadable."""
     binary = find_plugin(request.conf.ipam_type, request.path)
-    env: Mapping[str, str] = {**request.env, "CNI_COMMAND": "VERSION"}
     try:
-        done = runner([binary], input=b'{"cniVersion":"1.1.0"}', env=env, timeout=30.0)
+        done = invoke(binary, {**request.env, "CNI_COMMAND": "VERSION"}, b'{"cniVersion":"1.1.0"}')
         answer = jsonio.loads(done.stdout) if done.status == 0 else None
     except (CniError, ValueError):
         return None

@@ -3,12 +3,17 @@ create, and remove them afterwards."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from support import IS_ROOT, REPO, SHIPPED_PLUGINS, Netns, NetnsFactory
+from support.paths import PLUGIN_ROOTS
+
+# The plugins' packages (`import bridge.plugin`, `host_local.store`): their source roots, from plugins.toml.
+sys.path[1:1] = [str(root) for root in PLUGIN_ROOTS if str(root) not in sys.path]
 
 __all__ = ["REPO"]   # still imported from here by tests/e2e/overlay_cluster.py (support.REPO is the same)
 

@@ -13,33 +13,29 @@ from ..record import record
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Sequence
 
 LOCK_WAIT = 10  # seconds; the reference waits forever (`--wait` without a timeout)
 _TOOLS = {4: ("iptables", "iptables-save", "iptables-restore"), 6: ("ip6tables", "ip6tables-save", "ip6tables-restore")}
 
 
-def save(table: str, family: int, *, needed_by: str, runner: execs.Runner = execs.run) -> str:
+def save(table: str, family: int, *, needed_by: str, programs: execs.Programs = execs.SYSTEM) -> str:
     """The current rules of `table` in iptables-save format ('' when the table has no rules yet)."""
-    done = runner([_TOOLS[family][1], "-t", table], needed_by=needed_by)
+    done = programs.run([_TOOLS[family][1], "-t", table], needed_by=needed_by)
     if done.status != 0:
         raise _failure(_TOOLS[family][1], done, "")
     return done.stdout.decode(errors="replace")
 
 
 def save_chains(table: str, chains: Sequence[str], family: int, *, needed_by: str,
-                runner: execs.Runner = execs.run) -> str:
+                programs: execs.Programs = execs.SYSTEM) -> str:
     """An iptables-save style dump holding only `chains` (absent ones left out).
 
     Speed: `iptables -S CHAIN` costs ~1 ms whatever the size of the table, while iptables-save reads all of it
     (~45 ms with 5,000 kube-proxy rules). The reads run concurrently (exec.run_all)."""
     commands = [[_TOOLS[family][0], "-w", str(LOCK_WAIT), "-t", table, "-S", chain] for chain in chains]
-    if runner is execs.run:
-        results: Iterable[execs.Completed] = execs.run_all(commands, needed_by=needed_by)
-    else:   # an injected runner goes one by one, stopping at the first failure
-        results = (runner(argv, needed_by=needed_by) for argv in commands)
     lines = [f"*{table}"]
-    for done in results:              # one per chain, in order
+    for done in programs.run_all(commands, needed_by=needed_by):   # one per chain, in order
         if done.status != 0:
             if _missing_chain(done):
                 continue
@@ -69,12 +65,12 @@ def _as_save_lines(listing: str) -> list[str]:
     return lines
 
 
-def restore(script: str, family: int, *, needed_by: str, runner: execs.Runner = execs.run) -> None:
+def restore(script: str, family: int, *, needed_by: str, programs: execs.Programs = execs.SYSTEM) -> None:
     """Apply an iptables-restore script (with its `*table` header and COMMIT) without flushing other rules."""
     if not script.strip():
         return
     argv = [_TOOLS[family][2], "--noflush", "-w", str(LOCK_WAIT)]
-    done = runner(argv, input=script.encode(), needed_by=needed_by, timeout=LOCK_WAIT + 30)
+    done = programs.run(argv, input=script.encode(), needed_by=needed_by, timeout=LOCK_WAIT + 30)
     if done.status != 0:
         raise _failure(_TOOLS[family][2], done, script)
 

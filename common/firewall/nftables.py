@@ -11,9 +11,9 @@ from ..errors import CniError, Code
 
 
 def list_table(family: str, table: str, *, needed_by: str,
-               runner: execs.Runner = execs.run) -> list[dict[str, Any]] | None:
+               programs: execs.Programs = execs.SYSTEM) -> list[dict[str, Any]] | None:
     """The table's objects (`nftables` array entries) or None when the table does not exist."""
-    done = runner(["nft", "-j", "list", "table", family, table], needed_by=needed_by)
+    done = programs.run(["nft", "-j", "list", "table", family, table], needed_by=needed_by)
     if done.status != 0:
         text = done.stderr.decode(errors="replace")
         if "No such file or directory" in text or "does not exist" in text:
@@ -28,11 +28,11 @@ def list_table(family: str, table: str, *, needed_by: str,
     return list(data.get("nftables", []))
 
 
-def apply(script: str, *, needed_by: str, runner: execs.Runner = execs.run) -> None:
+def apply(script: str, *, needed_by: str, programs: execs.Programs = execs.SYSTEM) -> None:
     """Apply an nft script as one atomic transaction."""
     if not script.strip():
         return
-    done = runner(["nft", "-f", "-"], input=script.encode(), needed_by=needed_by)
+    done = programs.run(["nft", "-f", "-"], input=script.encode(), needed_by=needed_by)
     if done.status != 0:
         text = done.stderr.decode(errors="replace").strip()
         raise CniError(Code.INTERNAL, f"nft -f failed (exit {done.status}): {text}", f"script:\n{script}")

@@ -237,7 +237,7 @@ def test_lock_keeps_racing_adds_from_duplicating_jumps(node: Node, tmp_path: Pat
         return done
 
     node.host.run("iptables-restore", "--noflush", input=b"*nat\n-N CNI-HOSTPORT-DNAT\nCOMMIT\n")
-    plugin = make_plugin(Host(run=run_in_node, lock_path=str(tmp_path / "portmap.lock")))
+    plugin = make_plugin(Host(programs=execs.Programs.faked(run_in_node), lock_path=str(tmp_path / "portmap.lock")))
     stdin = config([WEB], backend="iptables", snat=False)
 
     def add(i: int) -> int:

@@ -167,10 +167,10 @@ def test_host_local_in_process(stdin: bytes, environ: dict[str, str]) -> None:
                                (0, b'{"nftables": [{"rule": {"chain": "hostports", "comment": "c1", "handle": 3}}]}'),
                                (4, b"Another app is currently holding the xtables lock"), (0, b"\xff")]))
 def test_portmap_in_process(stdin: bytes, environ: dict[str, str], answer: tuple[int, bytes]) -> None:
-    from common.exec import Completed
+    from common.exec import Completed, Programs
     from portmap.host import Host
     from portmap.plugin import make_plugin
-    plugin = make_plugin(Host(run=lambda argv, **kw: Completed(answer[0], answer[1], answer[1]),
+    plugin = make_plugin(Host(programs=Programs.faked(lambda argv, **kw: Completed(answer[0], answer[1], answer[1])),
                               lock_path=f"{DATA_DIR}/portmap.lock", sysctl_root=DATA_DIR, log=lambda text: None))
     assert_protocol_answer(in_process(plugin, environ, stdin))
 

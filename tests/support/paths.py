@@ -5,14 +5,18 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 IS_ROOT = os.geteuid() == 0
-# The executables `make build` ships in dist/cni-bin (tests that cover "every plugin" read this).
-SHIPPED_PLUGINS = ("bridge", "host-local", "portmap", "loopback", "overlay")
+# The executables `make build` ships in dist/cni-bin (tests that cover "every plugin" read this): plugins.toml's.
+PLUGIN_LIST = tomllib.loads((REPO / "plugins.toml").read_text())
+SHIPPED_PLUGINS = tuple(PLUGIN_LIST)
+# Their source roots (cni/<plugin>, holding main.py and the package), put on sys.path by tests/conftest.py.
+PLUGIN_ROOTS = tuple(REPO / str(entry["source"]) for entry in PLUGIN_LIST.values())
 # Debian's containernetworking-plugins (1.1.1): the reference the side-by-side tests run.
 GO_BIN = Path("/usr/lib/cni")
 # The PATH a plugin gets (a runtime's PATH, whatever pytest itself runs with).

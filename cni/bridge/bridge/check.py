@@ -1,23 +1,23 @@
 """CHECK: the state prevResult describes is still there (reference cmdCheck), plus the masquerade rules."""
 from __future__ import annotations
 
-from common import netlink
 from common.config import same_text
 from common.errors import CniError, Code
 from common.netlink import Handle, Link
 from common.skel import Request
 from common.types import Interface, Result
 
-from . import rules
 from .config import BridgeConf
+from .host import Host
 from .plan import CONTAINER_INDEX, route_gateway
+from .rules import Rules
 
 
 def fail(msg: str) -> CniError:
     return CniError(Code.INTERNAL, msg)
 
 
-def verify(request: Request, conf: BridgeConf, prev: Result) -> None:
+def verify(request: Request, conf: BridgeConf, prev: Result, effects: Host) -> None:
     bridge_if = next((i for i in prev.interfaces if i.name == conf.bridge and not i.sandbox), None)
     cont_if = next((i for i in prev.interfaces
                     if same_text(i.name, request.ifname) and same_text(i.sandbox, request.netns)), None)
@@ -25,7 +25,7 @@ def verify(request: Request, conf: BridgeConf, prev: Result) -> None:
         raise fail(f"prevResult has no interface for bridge {conf.bridge!r}")
     if cont_if is None:
         raise fail(f"prevResult has no interface {request.ifname!r} with sandbox {request.netns!r}")
-    with netlink.open_host() as host, netlink.open_in(request.netns) as cont:
+    with effects.open_node() as host, effects.open_pod(request.netns) as cont:
         bridge = _bridge(host, bridge_if, conf)
         inner = _container_link(cont, cont_if, request.ifname)
         _host_veth(host, prev.interfaces, bridge=bridge, inner=inner)
@@ -33,7 +33,8 @@ def verify(request: Request, conf: BridgeConf, prev: Result) -> None:
         _routes(cont, prev)
     if conf.ip_masq and conf.layer3:
         ips = [i.address for i in prev.ips if i.interface in (None, CONTAINER_INDEX)]
-        missing = rules.masq_missing(ips, conf=conf, container_id=request.container_id, ifname=request.ifname)
+        missing = Rules(effects.programs).masq_missing(ips, conf=conf, container_id=request.container_id,
+                                                       ifname=request.ifname)
         if missing:
             raise fail("masquerade rules missing: " + "; ".join(missing))
 

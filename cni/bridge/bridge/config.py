@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from common.config import NetConf, Node, describe, interface_name_problem
 from common.errors import ConfigError
+from common.firewall import BACKENDS
 from common.record import record
 from common.result import parse_dns
 from common.types import DNS
 
 DEFAULT_BRIDGE = "cni0"
 KNOWN_CNI_ARGS = ("MAC",)
-BACKENDS = ("iptables", "nftables")
 
 
 @record(frozen=True, kw_only=True)

@@ -6,32 +6,27 @@ another build of ours) is exec'd with the delegate config on stdin.
 """
 from __future__ import annotations
 
-import os
-
-from common import exec as execs
 from common import jsonio
-from common.ipam import delegate_error, find_plugin, is_bundled, run_in_process
+from common.ipam import delegate_error, find_plugin, invoker
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from typing import Any
+
+    from common import exec as execs
     # (binary path, env, stdin) -> Completed: the one seam tests replace
     Invoke = Callable[[str, Mapping[str, str], bytes], execs.Completed]
 
+# The bundled delegates overlay runs in-process (plugins.toml's `in_process` lists their modules for the build; the
+# bridge runs host-local in-process in turn).
 IN_PROCESS = {"bridge": "bridge.plugin", "host-local": "host_local.plugin"}
+# The production seam: in-process for our bundled bridge/host-local, exec otherwise.
+invoke = invoker(IN_PROCESS)
 
 
 def find(plugin_type: str, paths: tuple[str, ...]) -> str:
     return find_plugin(plugin_type, paths, key="delegate.type", kind="delegate")
-
-
-def invoke(binary: str, env: Mapping[str, str], stdin: bytes) -> execs.Completed:
-    """The production seam: in-process for our bundled bridge/host-local, exec otherwise."""
-    module = IN_PROCESS.get(os.path.basename(binary))
-    if module is not None and is_bundled(binary):   # really this build's file, not a replacement
-        return run_in_process(module, env, stdin)
-    return execs.run([binary], input=stdin, env=env, timeout=120.0)
 
 
 def run(command: str, config: dict[str, Any], *, env: Mapping[str, str], paths: tuple[str, ...],

@@ -12,10 +12,10 @@ if TYPE_CHECKING:
 
 from common.config import IPAddress, IPInterface, NetConf, Node, describe, ip, same_text, valid_attachments
 from common.errors import ConfigError
+from common.firewall import BACKENDS
 from common.types import Result
 
 PROTOCOLS = ("tcp", "udp", "sctp")
-BACKENDS = ("iptables", "nftables")
 DEFAULT_MARK_BIT = 13
 _CHAIN_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _CHAIN_CHARS = _CHAIN_FIRST | frozenset(".-")

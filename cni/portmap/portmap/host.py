@@ -1,6 +1,7 @@
 """portmap's effects on the host besides the firewall: the lock, route_localnet, conntrack, logging.
 
-Everything goes through a `Host`, so tests can inject a fake runner, a temporary lock file and sysctl root.
+Everything goes through a `Host`, so tests can inject fake programs, a temporary lock file and sysctl root; the
+firewall backends (common.firewall.backend) it makes run through the same programs.
 """
 from __future__ import annotations
 
@@ -29,11 +30,14 @@ def _log(text: str) -> None:
 
 @record(frozen=True)
 class Host:
-    run: execs.Runner = execs.run
+    programs: execs.Programs = execs.SYSTEM
     lock_path: str = LOCK_PATH
     lock_timeout: float = LOCK_TIMEOUT
     sysctl_root: str = "/proc/sys"
     log: Callable[[str], None] = field(default=_log)
+
+    def run(self, argv: Sequence[str], *, needed_by: str) -> execs.Completed:
+        return self.programs.run(argv, needed_by=needed_by)
 
 
 @contextlib.contextmanager

@@ -17,9 +17,20 @@ from .config import PortmapConf
 from .host import Host, enable_route_localnet, flush_udp_conntrack, locked
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Collection
+    from typing import Any, Protocol
 
-    from .backend_iptables import Cache
+    class Driver(Protocol):
+        """portmap's verbs over one backend (backend_iptables, backend_nftables: modules of these functions)."""
+
+        def add(self, backend: Any, conf: PortmapConf, container_id: str, ips: list[IPInterface]) -> None: ...
+
+        def delete(self, backend: Any, network: str, container_id: str,
+                   addresses: Collection[str] | None) -> None: ...
+
+        def gc(self, backend: Any, network: str, valid: frozenset[str]) -> None: ...
+
+        def check(self, backend: Any, conf: PortmapConf, container_id: str, ips: list[IPInterface]) -> None: ...
 
 
 def add(req: Request, host: Host) -> Result:
@@ -29,13 +40,8 @@ def add(req: Request, host: Host) -> Result:
     if conf.snat and ips[0].version == 4:
         enable_route_localnet(host, str(ips[0].ip))
     with locked(host):
-        backend, cache = _resolve(host, conf, lambda: _add_read_chains(conf, req.container_id))
-        if backend == "iptables":
-            from . import backend_iptables
-            backend_iptables.add(host, conf, req.container_id, ips, cache)
-        else:
-            from . import backend_nftables
-            backend_nftables.add(host, conf, req.container_id, ips)
+        driver, backend = _driver(host, conf.backend, lambda: _add_read_chains(conf, req.container_id))
+        driver.add(backend, conf, req.container_id, ips)
     flush_udp_conntrack(host, _udp_ports(conf), [ip.version for ip in ips])
     return prev
 
@@ -49,13 +55,8 @@ def delete(req: Request, host: Host) -> None:
         conf = PortmapConf(name=req.conf.name)
     ips = _del_ips(req)
     with locked(host):
-        backend, cache = _resolve(host, conf, lambda: _delete_read_chains(conf.name, req.container_id))
-        if backend == "iptables":
-            from . import backend_iptables
-            backend_iptables.delete(host, conf.name, req.container_id, cache)
-        else:
-            from . import backend_nftables
-            backend_nftables.delete(host, conf.name, req.container_id, [str(ip.ip) for ip in ips] or None)
+        driver, backend = _driver(host, conf.backend, lambda: _delete_read_chains(conf.name, req.container_id))
+        driver.delete(backend, conf.name, req.container_id, [str(ip.ip) for ip in ips] or None)
     flush_udp_conntrack(host, _udp_ports(conf), [4, 6], replies_from=ips)
     return None
 
@@ -64,13 +65,8 @@ def check(req: Request, host: Host) -> None:
     _, conf, ips = _mapped(req)
     if not ips:
         return None
-    backend, cache = _resolve(host, conf, lambda: _add_read_chains(conf, req.container_id))
-    if backend == "iptables":
-        from . import backend_iptables
-        backend_iptables.check(host, conf, req.container_id, ips, cache)
-    else:
-        from . import backend_nftables
-        backend_nftables.check(host, conf, req.container_id, ips)
+    driver, backend = _driver(host, conf.backend, lambda: _add_read_chains(conf, req.container_id))
+    driver.check(backend, conf, req.container_id, ips)
     return None
 
 
@@ -78,13 +74,8 @@ def gc(req: Request, host: Host) -> None:
     conf = config.parse(req.conf)
     valid = config.valid_container_ids(req.conf)
     with locked(host):
-        backend, cache = _resolve(host, conf, lambda: None)
-        if backend == "iptables":
-            from . import backend_iptables
-            backend_iptables.gc(host, conf.name, valid, cache)
-        else:
-            from . import backend_nftables
-            backend_nftables.gc(host, conf.name, valid)
+        driver, backend = _driver(host, conf.backend, lambda: None)
+        driver.gc(backend, conf.name, valid)
     return None
 
 
@@ -108,15 +99,21 @@ def _container_ips(prev: Result, ifname: str) -> list[IPInterface]:
     return [ip for ip in config.container_ips(prev, ifname) if ip is not None]
 
 
-def _resolve(host: Host, conf: PortmapConf, chains: Callable[[], list[str] | None]) -> tuple[str, Cache]:
-    """The configured backend, else iptables if its nat table can be read (that read, of the chains the verb
-    needs, is kept for reuse)."""
-    cache: Cache = {}
-    if conf.backend is not None:
-        return conf.backend, cache
-    from . import backend_iptables
-    usable = backend_iptables.try_read(host, 4, cache, chains()) is not None
-    return ("iptables" if usable else "nftables"), cache
+NEEDED_BY = 'portmap (config key "backend"; unset: iptables when usable, else nftables)'
+
+
+def _driver(host: Host, configured: str | None, chains: Callable[[], list[str] | None]) -> tuple[Driver, Any]:
+    """The backend, chosen once for the operation (configured, else iptables if the nat chains the verb needs
+    can be read: that read is kept for the verb), and portmap's verbs over it."""
+    from common.firewall.backend import Iptables, Nftables, choose
+    backend = choose(configured, iptables_backend=Iptables(host.programs, needed_by=NEEDED_BY),
+                     nftables_backend=Nftables(host.programs, needed_by=NEEDED_BY),
+                     probe=lambda ipt: ipt.readable("nat", 4, chains()))
+    if backend.name == "iptables":   # imported only when chosen: each costs start-up
+        from . import backend_iptables as driver
+    else:
+        from . import backend_nftables as driver  # type: ignore[no-redef]
+    return driver, backend
 
 
 def _add_read_chains(conf: PortmapConf, container_id: str) -> list[str]:

@@ -3,6 +3,7 @@ an IPAM plugin that predates them, a CNI_NETNS that is no namespace any more, an
 in-process (common.ipam.is_bundled). The executables are driven by tests/e2e/test_bridge_swap.py."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -13,9 +14,10 @@ from typing import Any
 import pytest
 
 from bridge import container, plugin, rules
+from bridge.host import Host
 from common import ipam, netns
 from common.errors import CniError, Code, TryAgainError
-from common.exec import Completed
+from common.exec import Completed, Programs
 from common.skel import Request
 from support import request
 
@@ -69,17 +71,16 @@ def test_a_held_lock_is_not_retried() -> None:
     (CniError(Code.INTERNAL, "program 'iptables-save' not found"), False),
     (CniError(Code.INTERNAL, "can't initialize ip6tables table `nat'"), False),
 ], ids=["lock", "timeout", "missing-program", "no-nat-table"])
-def test_an_unusable_iptables_is_skipped_but_a_busy_one_is_an_error(error: CniError, raised: bool,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    def failing(*args: Any, **kwargs: Any) -> str:
+def test_an_unusable_iptables_is_skipped_but_a_busy_one_is_an_error(error: CniError, raised: bool) -> None:
+    def failing(argv: Any, **kwargs: Any) -> Completed:
         raise error
-    monkeypatch.setattr(rules.iptables, "save_chains", failing)
+    masquerade = rules.Rules(Programs.faked(failing))
     if raised:
         with pytest.raises(CniError) as exc:
-            rules._saves([4], ["POSTROUTING"])
+            masquerade._saves([4], ["POSTROUTING"])
         assert exc.value.code == Code.TRY_AGAIN_LATER
     else:
-        assert rules._saves([4], ["POSTROUTING"]) is None
+        assert masquerade._saves([4], ["POSTROUTING"]) is None
 
 
 # --- CNI_NETNS that is no namespace any more ------------------------------------------------------------------
@@ -88,16 +89,14 @@ def test_an_unusable_iptables_is_skipped_but_a_busy_one_is_an_error(error: CniEr
     (netns.NotANetns("/run/netns/x"), False),
     (CniError(Code.INTERNAL, "cannot open network namespace '/run/netns/x': Permission denied"), True),
 ], ids=["not-a-netns", "unreadable"])
-def test_delete_interface_treats_a_non_namespace_as_gone(error: CniError, raised: bool,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_delete_interface_treats_a_non_namespace_as_gone(error: CniError, raised: bool) -> None:
     def open_in(path: str) -> Any:
         raise error
-    monkeypatch.setattr("common.netlink.open_in", open_in)
     if raised:
         with pytest.raises(CniError):
-            container.delete_interface("/run/netns/x", "eth0")
+            container.delete_interface("/run/netns/x", "eth0", open_pod=open_in)
     else:
-        container.delete_interface("/run/netns/x", "eth0")
+        container.delete_interface("/run/netns/x", "eth0", open_pod=open_in)
 
 
 # --- GC and STATUS to an IPAM plugin that predates them ---------------------------------------------------------
@@ -117,17 +116,18 @@ def gc_request(tmp_path: Path, command: str = "GC", version: str = "1.1.0") -> R
     (None, True),                                                      # VERSION unreadable: so does the error
 ], ids=["predates-1.1.0", "speaks-1.1.0", "version-unreadable"])
 def test_a_gc_or_status_failure_counts_only_from_a_plugin_that_has_the_verb(
-        supported: tuple[str, ...] | None, raised: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def delegate(command: str, req: Request) -> None:
-        raise CniError(Code.UNKNOWN_CONTAINER, "missing containerID")
-    monkeypatch.setattr(ipam, "delegate", delegate)
-    monkeypatch.setattr(ipam, "supported_versions", lambda req: supported)
+        supported: tuple[str, ...] | None, raised: bool, tmp_path: Path) -> None:
+    def invoke(binary: str, env: Any, stdin: bytes) -> Completed:
+        if env["CNI_COMMAND"] == "VERSION":
+            return Completed(0, json.dumps({"supportedVersions": supported}).encode(), b"") if supported else \
+                Completed(2, b"", b"crashed")
+        return Completed(1, b'{"code": 3, "msg": "missing containerID"}', b"")
     for command in ("GC", "STATUS"):
         if raised:
             with pytest.raises(CniError, match="missing containerID"):
-                plugin._delegate_optional(command, gc_request(tmp_path, command))
+                plugin._delegate_optional(command, gc_request(tmp_path, command), Host(invoke=invoke))
         else:
-            plugin._delegate_optional(command, gc_request(tmp_path, command))
+            plugin._delegate_optional(command, gc_request(tmp_path, command), Host(invoke=invoke))
 
 
 @pytest.mark.parametrize(("done", "expected"), [
@@ -141,10 +141,10 @@ def test_a_gc_or_status_failure_counts_only_from_a_plugin_that_has_the_verb(
 def test_supported_versions(done: Completed, expected: tuple[str, ...] | None, tmp_path: Path) -> None:
     calls: list[dict[str, Any]] = []
 
-    def runner(argv: list[str], **kwargs: Any) -> Completed:
-        calls.append({"argv": argv, **kwargs})
+    def invoke(binary: str, env: Any, stdin: bytes) -> Completed:
+        calls.append({"argv": [binary], "env": env})
         return done
-    assert ipam.supported_versions(gc_request(tmp_path), runner=runner) == expected
+    assert ipam.supported_versions(gc_request(tmp_path), invoke=invoke) == expected
     assert calls[0]["env"]["CNI_COMMAND"] == "VERSION" and calls[0]["argv"] == [str(tmp_path / "host-local")]
 
 

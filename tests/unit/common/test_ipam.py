@@ -31,33 +31,33 @@ def fake_ipam(tmp_path):
 def test_delegate_passes_env_and_stdin_and_parses_result(tmp_path, fake_ipam):
     seen = {}
 
-    def runner(argv, *, input, env, timeout):
-        seen.update(argv=argv, input=input, env=env)
+    def invoke(binary, env, stdin):
+        seen.update(argv=[binary], input=stdin, env=env)
         return Completed(0, json.dumps({"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.2/24"}]}).encode(), b"")
 
     req = add_request(tmp_path)
-    res = ipam.delegate("DEL", req, runner=runner)
+    res = ipam.delegate("DEL", req, invoke=invoke)
     assert res is None and seen["env"]["CNI_COMMAND"] == "DEL" and seen["env"]["KEEP"] == "1"
-    res = ipam.delegate("ADD", req, runner=runner)
+    res = ipam.delegate("ADD", req, invoke=invoke)
     assert seen["argv"] == [str(fake_ipam)] and seen["input"] == req.stdin
     assert [str(i.address) for i in res.ips] == ["10.0.0.2/24"]
 
 
 def test_delegate_keeps_the_delegates_error_code(tmp_path, fake_ipam):
-    def runner(argv, **kwargs):
+    def invoke(binary, env, stdin):
         return Completed(1, json.dumps({"code": 11, "msg": "locked", "details": "x"}).encode(), b"")
 
     with pytest.raises(CniError) as info:
-        ipam.delegate("ADD", add_request(tmp_path), runner=runner)
+        ipam.delegate("ADD", add_request(tmp_path), invoke=invoke)
     assert (info.value.code, info.value.msg, info.value.details) == (11, "locked", "x")
 
 
 def test_delegate_without_json_error_reports_output(tmp_path, fake_ipam):
-    def runner(argv, **kwargs):
+    def invoke(binary, env, stdin):
         return Completed(2, b"", b"segfault")
 
     with pytest.raises(CniError) as info:
-        ipam.delegate("ADD", add_request(tmp_path), runner=runner)
+        ipam.delegate("ADD", add_request(tmp_path), invoke=invoke)
     assert "IPAM plugin 'fake-ipam' ADD failed (exit 2): segfault" in info.value.msg
 
 
