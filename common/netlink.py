@@ -24,6 +24,7 @@ from .rtnl import IFADDRMSG, IFINFOMSG, RTMSG
 
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
+IFF_ALLMULTI = 0x200
 BRIDGE_VLAN_INFO_PVID = 0x2
 BRIDGE_VLAN_INFO_UNTAGGED = 0x4
 OPERSTATES = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP")   # IF_OPER_*
@@ -49,10 +50,15 @@ class Link:
     peer: int           # IFLA_LINK: a veth's peer index (in the peer's namespace), 0 if none
     operstate: str
     flags: int
+    txqlen: int = 0     # IFLA_TXQLEN
 
     @property
     def promisc(self) -> bool:
         return bool(self.flags & IFF_PROMISC)
+
+    @property
+    def allmulti(self) -> bool:
+        return bool(self.flags & IFF_ALLMULTI)
 
 
 @record(frozen=True)
@@ -169,6 +175,19 @@ class Handle:
     def set_promisc(self, index: int) -> None:
         self._link_request(f"setting link {index} promiscuous",
                            rtnl.ifinfomsg(index, flags=IFF_PROMISC, change=IFF_PROMISC))
+
+    def set_flag(self, index: int, flag: int, on: bool) -> None:
+        """Turn one IFF_* flag (IFF_PROMISC, IFF_ALLMULTI) on or off, leaving the others alone."""
+        self._link_request(f"setting flag {flag:#x} {'on' if on else 'off'} on link {index}",
+                           rtnl.ifinfomsg(index, flags=flag if on else 0, change=flag))
+
+    def set_mtu(self, index: int, mtu: int) -> None:
+        self._link_request(f"setting MTU {mtu} on link {index}",
+                           rtnl.ifinfomsg(index) + rtnl.attr_u32(rtnl.IFLA_MTU, mtu))
+
+    def set_txqlen(self, index: int, qlen: int) -> None:
+        self._link_request(f"setting transmit queue length {qlen} on link {index}",
+                           rtnl.ifinfomsg(index) + rtnl.attr_u32(rtnl.IFLA_TXQLEN, qlen))
 
     def set_mac(self, index: int, mac: str) -> None:
         self._link_request(f"setting MAC {mac} on link {index}",
@@ -312,4 +331,5 @@ def _link(msg: rtnl.Message) -> Link:
         mac=mac.hex(":") if mac else "", mtu=rtnl.get_u32(attrs, rtnl.IFLA_MTU),
         master=rtnl.get_u32(attrs, rtnl.IFLA_MASTER), peer=rtnl.get_u32(attrs, rtnl.IFLA_LINK),
         operstate=OPERSTATES[operstate] if operstate < len(OPERSTATES) else "", flags=flags,
+        txqlen=rtnl.get_u32(attrs, rtnl.IFLA_TXQLEN),
     )

@@ -34,6 +34,8 @@ Method
   7. the overlay (pycni only, no Go counterpart): pod->pod TCP throughput (iperf3, --overlay-seconds) and ping
      RTT (median/p90 of --overlay-pings) on one node, across nodes over VXLAN and over host-gw; and the time from
      starting pycni-overlayd on a new node to its subnet.env, and to a pod on it answering a remote pod.
+  8. podman's own chain (bridge, portmap, firewall, tuning) through libcni: ADD, DEL, ADD+DEL;
+  9. loopback, firewall and tuning each executed directly (no libcni) in a pod namespace: ADD, DEL, ADD+DEL.
 * The first iteration (or round) of every repeated row is a warm-up and is discarded.  Each row reports the
   median and p90 (nearest rank) per side and the pycni/go ratio of the medians.  Absolute times on shared
   machines are noisy; compare the ratios measured in one run.
@@ -66,6 +68,7 @@ from typing import Any
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PLUGINS = ("bridge", "host-local", "portmap")
+META_PLUGINS = ("loopback", "firewall", "tuning")   # row 9
 RSS_TOOL = Path("/usr/bin/time")  # GNU time, the small parent used for peak-RSS passes (module doc)
 JOB_TIMEOUT = 180.0  # seconds; a hung plugin is killed and reported as an error
 NS_PREFIX = "pycni-bench"
@@ -256,8 +259,24 @@ class Side:
         chain = [self.bridge_conf(f"{short}b0", f"10.20{self.number}.0.0/16"),
                  {"type": "portmap", "capabilities": {"portMappings": True}}]
         plain = [self.bridge_conf(f"{short}b1", f"10.21{self.number}.0.0/16")]
+        podman = [self.bridge_conf(f"{short}b2", f"10.23{self.number}.0.0/16"),
+                  {"type": "portmap", "capabilities": {"portMappings": True}}, {"type": "firewall", "backend": ""},
+                  {"type": "tuning"}]
         return {"bench-chain": {"cniVersion": "1.0.0", "name": "bench-chain", "plugins": chain},
-                "bench-bridge": {"cniVersion": "1.0.0", "name": "bench-bridge", "plugins": plain}}
+                "bench-bridge": {"cniVersion": "1.0.0", "name": "bench-bridge", "plugins": plain},
+                "bench-podman": {"cniVersion": "1.0.0", "name": "bench-podman", "plugins": podman}}
+
+    def meta_conf(self, plugin: str) -> tuple[dict[str, Any], str]:
+        """Row 9: a config for `plugin` executed alone, and the CNI_IFNAME it acts on (in the side's first pod)."""
+        if plugin == "loopback":
+            return {"cniVersion": "1.0.0", "name": "bench-lo", "type": "loopback"}, "lo"
+        if plugin == "firewall":   # a prevResult like bridge's: the bridge first, one container address
+            prev = {"cniVersion": "1.0.0", "interfaces": [{"name": f"{self.name[:2]}b9"}],
+                    "ips": [{"address": f"10.24{self.number}.0.2/24"}]}
+            return {"cniVersion": "1.0.0", "name": "bench-fw", "type": "firewall", "prevResult": prev}, "eth0"
+        prev = {"cniVersion": "1.0.0", "interfaces": [{"name": "lo", "sandbox": "/run/netns/x"}], "ips": []}
+        return {"cniVersion": "1.0.0", "name": "bench-tn", "type": "tuning", "mtu": 1400,
+                "sysctl": {"net.core.somaxconn": "1000"}, "prevResult": prev}, "lo"
 
     def host_local_conf(self) -> dict[str, Any]:
         return {"cniVersion": "1.0.0", "name": "bench-host-local",
@@ -366,7 +385,7 @@ class Bench:
         names = [line.split()[0] for line in sh("ip", "netns", "list").splitlines() if line.strip()]
         left = [name for name in names if name.startswith(f"{NS_PREFIX}-{self.tag}")]
         host_links = sh("ip", "-o", "link", "show").split("\n")
-        for bridge in ("pyb0", "pyb1", "gob0", "gob1"):
+        for bridge in ("pyb0", "pyb1", "pyb2", "gob0", "gob1", "gob2"):
             if any(f": {bridge}:" in line for line in host_links):
                 left.append(f"link {bridge} in the host namespace")
         return left
@@ -405,14 +424,14 @@ class Bench:
         return self.agent.run(job["argv"], job["env"])
 
     def plugin(self, side: Side, plugin: str, command: str, conf: dict[str, Any] | None, cid: str = "bench",
-               rss: bool = False) -> dict[str, Any]:
+               rss: bool = False, ifname: str = "eth0") -> dict[str, Any]:
         """Exec one plugin directly (no libcni) with a CNI environment and `conf` on stdin.
 
         With `rss`, the plugin runs under GNU time and the result's maxrss_kib is GNU time's figure (module doc).
         """
         env = {"PATH": PATH, "CNI_COMMAND": command, "CNI_PATH": str(side.bin_dir)}
         if command != "VERSION":
-            env.update(CNI_CONTAINERID=cid, CNI_NETNS=f"/run/netns/{side.pods[0]}", CNI_IFNAME="eth0")
+            env.update(CNI_CONTAINERID=cid, CNI_NETNS=f"/run/netns/{side.pods[0]}", CNI_IFNAME=ifname)
         stdin = json.dumps(conf if conf is not None else {"cniVersion": "1.0.0"})
         return self.measured([str(side.bin_dir / plugin)], env, stdin, rss)
 
@@ -449,7 +468,7 @@ class Bench:
             for side in self.sides:
                 if side.name in rows[0].errors:
                     continue
-                cap_args = side.mapping(0) if net == "bench-chain" else {}
+                cap_args = side.mapping(0) if net in ("bench-chain", "bench-podman") else {}
                 try:
                     add, delete = self.add_del(side, net, f"bench-{side.name}-{key}-{i}", cap_args)
                 except SideError as exc:
@@ -466,6 +485,33 @@ class Bench:
 
     def row_bridge(self) -> list[Row]:
         return self.serial_rows("bridge+host-local", "bench-bridge", "bridge")
+
+    def row_podman(self) -> list[Row]:
+        return self.serial_rows("podman chain", "bench-podman", "podman")
+
+    # --- row 9: loopback, firewall, tuning alone ---------------------------------------------------------------
+    def row_meta(self) -> list[Row]:
+        out: list[Row] = []
+        for plugin in META_PLUGINS:
+            rows = [Row(f"{plugin} ADD", "ms"), Row(f"{plugin} DEL", "ms"), Row(f"{plugin} ADD+DEL", "ms")]
+            for i in range(self.args.iterations + 1):
+                for side in self.sides:
+                    if side.name in rows[0].errors:
+                        continue
+                    conf, ifname = side.meta_conf(plugin)
+                    cid = f"bench-{side.name}-{plugin}-{i}"
+                    added = self.plugin(side, plugin, "ADD", conf, cid, ifname=ifname)
+                    deleted = self.plugin(side, plugin, "DEL", conf, cid, ifname=ifname)
+                    failed = next((f"{verb}: {failure(r)}" for verb, r in (("ADD", added), ("DEL", deleted))
+                                   if r["rc"] != 0), None)
+                    if failed:
+                        for row in rows:
+                            row.fail(side.name, failed)
+                    elif i > 0:   # iteration 0 is the warm-up
+                        for row, value in zip(rows, (ms(added), ms(deleted), ms(added) + ms(deleted))):
+                            row.add(side.name, value)
+            out += rows
+        return out
 
     def row_nat_rules(self) -> list[Row]:
         count = self.args.nat_rules
@@ -630,7 +676,7 @@ class Bench:
     # --- the run --------------------------------------------------------------------------------------------------
     def run(self, wanted: set[int]) -> None:
         rows = {1: self.row_chain, 2: self.row_bridge, 3: self.row_nat_rules, 4: self.row_parallel,
-                5: self.row_host_local, 6: self.row_startup}
+                5: self.row_host_local, 6: self.row_startup, 8: self.row_podman, 9: self.row_meta}
         for number, measure in rows.items():
             if number in wanted:
                 self.report(measure())
@@ -886,7 +932,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--allocations", type=int, help="host-local allocations of row 5 (default 2000; "
                         "--quick 300)")
     parser.add_argument("--nat-rules", type=int, default=5000, help="extra nat rules of row 3 (default 5000)")
-    parser.add_argument("--rows", default="1,2,3,4,5,6,7", help="which rows to run, e.g. 1,5 (default all)")
+    parser.add_argument("--rows", default="1,2,3,4,5,6,7,8,9", help="which rows to run, e.g. 1,5 (default all)")
     parser.add_argument("--overlayd", type=Path, help="pycni-overlayd for row 7 (default: dist/overlayd/ next to "
                         "--cni-bin, else overlay/main.py)")
     parser.add_argument("--overlay-seconds", type=int, default=3, help="iperf3 duration per path, row 7")
@@ -902,8 +948,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.allocations < 2 or args.iterations < 1 or args.parallel_rounds < 1 or args.parallel < 1:
         parser.error("--iterations, --parallel-rounds, --parallel must be >= 1 and --allocations >= 2")
     args.wanted = {int(x) for x in args.rows.split(",") if x.strip()}
-    if not args.wanted <= set(range(1, 8)):
-        parser.error("--rows takes numbers 1-7")
+    if not args.wanted <= set(range(1, 10)):
+        parser.error("--rows takes numbers 1-9")
     if args.overlayd is None:
         built = args.pycni_bin.resolve().parent / "overlayd" / "pycni-overlayd"
         args.overlayd = built if built.exists() else Path(__file__).resolve().parent.parent / "overlay" / "main.py"

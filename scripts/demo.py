@@ -4,7 +4,9 @@
 Drives the built executables through the Go libcni driver (tests/driver) with a bridge + host-local + portmap
 conflist, checks every step, DELs, and shows that nothing is left. Act two: two "node" namespaces on an underlay
 bridge, an etcd, pycni-overlayd on each node (VXLAN), a pod on each through the overlay plugin; ping and HTTP
-across nodes, DEL, nothing left. Never touches the machine's own network (only addresses inside its namespaces).
+across nodes, DEL, nothing left. Act three (scripts/demo_isolation.py): two isolated networks made with the `pycni`
+command on a node whose FORWARD policy is DROP, a pod on each and one on both. Never touches the machine's own
+network (only addresses inside its namespaces).
 Exits non-zero if any step fails.  Usage: demo.py --cni-bin dist/cni-bin --cnitool dist/cnitool
 """
 from __future__ import annotations
@@ -21,6 +23,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from demo_isolation import IsolationAct
 
 SUBNET, GATEWAY, HOST_PORT, POD_PORT = "10.88.0.0/24", "10.88.0.1", 8080, 80
 
@@ -82,6 +86,12 @@ class Demo:
             OverlayAct(self, agent_command(self.cni_bin)).run()
         else:
             print(f"6. act two (the overlay) skipped: no overlay plugin in {self.cni_bin}", flush=True)
+        pycni = pycni_command(self.cni_bin)
+        if (self.cni_bin / "firewall").exists() and pycni:
+            IsolationAct(pycni, self.cni_bin, self.work, self.step).run()
+        else:
+            print(f"7. act three (isolation) skipped: no firewall plugin in {self.cni_bin} or no pycni command",
+                  flush=True)
         print("demo " + ("passed" if self.failures == 0 else f"FAILED ({self.failures} step(s))"))
         return 0 if self.failures == 0 else 1
 
@@ -354,6 +364,14 @@ class OverlayAct:
             proc.wait(timeout=20)
         for ns in reversed(self.namespaces):
             subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+
+
+def pycni_command(cni_bin: Path) -> list[str]:
+    """The built `pycni` command (make build: dist/pycni/pycni), next to the plugins or in this checkout's dist."""
+    for dist in (cni_bin.resolve().parent, Path(__file__).resolve().parent.parent / "dist"):
+        if (dist / "pycni" / "pycni").exists():
+            return [str(dist / "pycni" / "pycni")]
+    return []
 
 
 def agent_command(cni_bin: Path) -> list[str]:

@@ -5,6 +5,7 @@
     chain      libcni 1.1's ADD/CHECK/DEL of a conflist, its result cache (<cache-dir>/results) included
     facts      what is attached to a network: libcni cache, host-local files, live interfaces
     runs       `run`, `ps`, `gc`: a command in a new netns attached to networks, and its state file
-    ports      -p [HOSTIP:]HOSTPORT:PORT[/PROTO] -> a portMappings entry
+    cleanup    `gc`/`doctor`: which attachments are valid, and node state (allocations, veths, rules) none holds
+    ports      -p [NETWORK=][HOSTIP:]HOSTPORT:PORT[/PROTO] -> a portMappings entry (and `--mac NETWORK=MAC`)
     table      aligned text tables
 """

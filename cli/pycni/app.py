@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import facts, networks, ports
+from . import cleanup, facts, networks, ports
 from .chain import Chain, ConfList, Runtime
 from .errors import UserError
 from .runs import RunOptions, Runs, alive
@@ -44,16 +44,10 @@ def default_container_id(netns: str) -> str:
 
 # --- network ----------------------------------------------------------------------------------------------------
 def network_create(ctx: Context, args: argparse.Namespace) -> int:
-    if args.driver != "bridge":
-        if args.driver == "overlay":
-            raise UserError("--driver overlay is not implemented yet by `pycni network create` (issue 16); write "
-                            "the conflist by hand from conf-examples/overlay/10-overlay.conflist")
-        raise UserError(f"invalid --driver {args.driver!r}: expected bridge")
-    if args.isolate:
-        raise UserError("--isolate is not implemented yet by `pycni network create` (issue 16)")
     opts = networks.CreateOptions(name=args.name, subnets=args.subnet or [], ip_ranges=args.ip_range or [],
                                   gateways=args.gateway or [], bridge=args.bridge, internal=args.internal,
-                                  mtu=args.mtu, ipam_dir=args.ipam_dir)
+                                  mtu=args.mtu, ipam_dir=args.ipam_dir, isolate=args.isolate, driver=args.driver,
+                                  subnet_file=args.subnet_file)
     conflist = networks.build(opts, networks.all_networks(ctx.conf_dir))
     path = networks.write(ctx.conf_dir, args.name, conflist)
     if args.json:
@@ -99,24 +93,27 @@ def network_rm(ctx: Context, args: argparse.Namespace) -> int:
     conflist = networks.load(ctx.conf_dir, args.name)
     atts = facts.attachments(conflist, ctx.cache_dir, live=False)
     if atts and not args.force:
-        names = ", ".join(f"{a['containerId']}/{a['ifname']}" for a in atts)
-        raise UserError(f"network {args.name!r} has {len(atts)} attachment(s): {names}; detach them or use --force")
+        names = ", ".join(f"{a['containerId']}/{a['ifname']}" + ("" if "libcni cache" in a["sources"] else
+                          f" (only in host-local: {', '.join(a['addresses'])})") for a in atts)
+        raise UserError(f"network {args.name!r} has {len(atts)} attachment(s): {names}; detach them or use --force "
+                        "(DEL of the cached ones, GC of the rest)")
     for att in atts:
         if "libcni cache" in att["sources"]:
             rt = ctx.chain.runtime_from_cache(conflist.name, Runtime(att["containerId"], att["netns"], att["ifname"]))
             ctx.chain.delete(conflist, rt)
-        else:
-            raise UserError(f"{att['containerId']}/{att['ifname']} holds {', '.join(att['addresses'])} in host-local "
-                            "but has no libcni cache entry, so its netns is unknown: remove it with the runtime "
-                            f"that added it (files in {networks.ipam_dir(conflist)})")
+    if any("libcni cache" not in a["sources"] for a in atts):
+        # no netns is known for these, so no DEL: the chain's GC with no valid attachment releases them
+        lines, ok = ctx.chain.gc(conflist, [])
+        veths = [v for _, v in cleanup.orphan_veths([conflist], facts.cache_entries(ctx.cache_dir))]
+        lines += cleanup.delete_veths(veths)
+        left = facts.host_local_files(conflist)
+        if not ok or left:
+            held = ", ".join(f"{cid}/{ifname} ({', '.join(a)})" for (cid, ifname), a in sorted(left.items()))
+            raise UserError(f"network {args.name!r} kept: the chain's GC did not release {held or 'everything'} ("
+                            + "; ".join(lines) + f"); remove the files in {networks.ipam_dir(conflist)} by hand")
     assert conflist.path is not None
     conflist.path.unlink()
     if args.purge:
-        directory = networks.ipam_dir(conflist)
-        if directory is not None and directory.is_dir():
-            for child in directory.iterdir():
-                child.unlink()
-            directory.rmdir()
         bridge = networks.bridge_name(conflist)
         if bridge:
             from pyroute2 import IPRoute
@@ -124,6 +121,15 @@ def network_rm(ctx: Context, args: argparse.Namespace) -> int:
                 index = ipr.link_lookup(ifname=bridge)
                 if index:
                     ipr.link("del", index=index[0])
+            # the firewall's isolation rules name the bridge: its GC removes those of bridges that are gone
+            lines, ok = ctx.chain.gc(conflist, [])
+            if not ok:
+                print(f"pycni: {args.name}: GC after removing {bridge}: " + "; ".join(lines), file=sys.stderr)
+        directory = networks.ipam_dir(conflist)
+        if directory is not None and directory.is_dir():
+            for child in directory.iterdir():
+                child.unlink()
+            directory.rmdir()
     print(args.name)
     return 0
 
@@ -139,8 +145,8 @@ def attach(ctx: Context, args: argparse.Namespace) -> int:
     netns = _netns_path(args.netns)
     if not os.path.exists(netns):
         raise UserError(f"netns {args.netns!r} not found ({netns} does not exist)")
-    opts = RunOptions(name=None, networks=[args.network], ports=[ports.parse(p) for p in args.publish or []],
-                      ips=args.ip or [], mac=args.mac, command=["-"])
+    opts = RunOptions(name=None, networks=[args.network], ports=[ports.publish(p) for p in args.publish or []],
+                      ips=args.ip or [], macs=[ports.qualified(m, "--mac") for m in args.mac or []], command=["-"])
     ctx.runs._check(opts)
     caps = ctx.runs._capabilities(0, conflist, opts)
     rt = _runtime(args, caps)
@@ -186,8 +192,9 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
-    opts = RunOptions(name=args.name, networks=args.network or [], ports=[ports.parse(p) for p in args.publish or []],
-                      ips=args.ip or [], mac=args.mac, command=command)
+    opts = RunOptions(name=args.name, networks=args.network or [],
+                      ports=[ports.publish(p) for p in args.publish or []], ips=args.ip or [],
+                      macs=[ports.qualified(m, "--mac") for m in args.mac or []], command=command)
     return ctx.runs.run(opts)
 
 
@@ -208,35 +215,40 @@ def ps(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def _stale_cache(ctx: Context, network: str | None) -> list[dict[str, Any]]:
-    """Cache entries whose netns path is gone (container deleted without DEL)."""
-    owned = {s["containerId"] for s in ctx.runs.states()}
-    stale = []
-    for entry in facts.cache_entries(ctx.cache_dir, network):
-        netns = facts.cached_netns(entry)
-        if entry.get("containerId") in owned or not netns or os.path.exists(netns):
-            continue
-        stale.append(entry)
-    return stale
-
-
 def gc(ctx: Context, args: argparse.Namespace) -> int:
-    if args.network:
-        networks.load(ctx.conf_dir, args.network)
+    targets = [networks.load(ctx.conf_dir, args.network)] if args.network else networks.all_networks(ctx.conf_dir)
+    valid_specs = cleanup.parse_valid(args.valid) if args.valid is not None else None
     lines = [] if args.network else ctx.runs.gc()
-    failed = False
-    for entry in _stale_cache(ctx, args.network):
+    failed = any(not line.endswith(": cleaned") for line in lines)
+    owned = {s["containerId"] for s in ctx.runs.states()}       # runs still running (or whose teardown failed)
+    plan = cleanup.plan(ctx.cache_dir, owned, args.network, valid_specs)
+    for entry, why in plan.stale:
         rt = Runtime(entry["containerId"], facts.cached_netns(entry), entry["ifName"], entry.get("cniArgs") or [],
                      entry.get("capabilityArgs") or {})
+        what = f"attachment {entry['networkName']} {rt.container_id} {rt.ifname}"
         try:
             conflist = ConfList.from_bytes(facts.decoded_config(entry) or b"")
             ctx.chain.delete(conflist, rt)
-            lines.append(f"attachment {entry['networkName']} {rt.container_id} {rt.ifname}: detached")
+            lines.append(f"{what}: detached ({why})")
         except UserError as e:
             failed = True
-            lines.append(f"attachment {entry['networkName']} {rt.container_id} {rt.ifname}: {e}")
+            lines.append(f"{what}: {e}")
+    before = cleanup.leaks(targets, ctx.cache_dir)
+    for conflist in targets:
+        done, ok = ctx.chain.gc(conflist, plan.valid.get(conflist.name, []))
+        failed |= not ok
+        lines.append(f"network {conflist.name}: " + "; ".join(done))
+        veths = [v for c, v in cleanup.orphan_veths([conflist], facts.cache_entries(ctx.cache_dir))]
+        errors = cleanup.delete_veths(veths)
+        failed |= bool(errors)
+        lines += [f"network {conflist.name}: {e}" for e in errors]
+    after = cleanup.leaks(targets, ctx.cache_dir)
+    names = {c.name for c in targets}
+    lines += [f"removed: {leak.text}" for leak in before if leak not in after]
+    left = [leak for leak in after if leak.network in names]
+    lines += [f"left: {leak.text}" for leak in left]
     print("\n".join(lines) if lines else "nothing to clean")
-    return 1 if failed or any(": cleaned" not in line and ": detached" not in line for line in lines) else 0
+    return 1 if failed or left else 0
 
 
 def doctor(ctx: Context, args: argparse.Namespace) -> int:
@@ -246,15 +258,17 @@ def doctor(ctx: Context, args: argparse.Namespace) -> int:
             findings.append(f"`pycni run --name {state['name']}` (pid {state.get('pid')}) ended without cleaning up: "
                             f"{state['netns']} and {len(state.get('attachments', []))} attachment(s) remain. "
                             "Fix: pycni gc")
-    for entry in _stale_cache(ctx, None):
+    owned = {s["containerId"] for s in ctx.runs.states()}
+    for entry, why in cleanup.plan(ctx.cache_dir, owned, None, None).stale:
         findings.append(f"{entry['networkName']}: container {entry['containerId']} ({entry['ifName']}) is cached "
-                        f"but its netns {facts.cached_netns(entry)} is gone, so its address and rules leak. "
-                        f"Fix: pycni gc {entry['networkName']}")
+                        f"but {why}, so its address and rules leak. Fix: pycni gc {entry['networkName']}")
+    conflists = networks.all_networks(ctx.conf_dir)
+    findings += [f"{leak.text}. Fix: {leak.fix}" for leak in cleanup.leaks(conflists, ctx.cache_dir)]
     for directory in ctx.cni_path:
         if not os.path.isdir(directory):
             findings.append(f"--cni-path entry {directory!r} does not exist. Fix: make install, or point --cni-path "
                             "at the plugins")
-    for conflist in networks.all_networks(ctx.conf_dir):
+    for conflist in conflists:
         for plugin in conflist.plugins:
             try:
                 ctx.chain.find(plugin["type"])
@@ -285,10 +299,13 @@ def _endpoint(p: argparse.ArgumentParser) -> None:
 
 
 def _addressing(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-p", "--publish", action="append", metavar="[HOSTIP:]HOSTPORT:PORT[/PROTO]",
-                   help="publish a port (portmap); repeatable")
-    p.add_argument("--ip", action="append", metavar="ADDR", help="request this address (host-local); repeatable")
-    p.add_argument("--mac", help="the container interface's MAC")
+    p.add_argument("-p", "--publish", action="append", metavar="[NETWORK=][HOSTIP:]HOSTPORT:PORT[/PROTO]",
+                   help="publish a port on the node (portmap) to the container's address on NETWORK (default: the "
+                        "first --network); repeatable")
+    p.add_argument("--ip", action="append", metavar="ADDR",
+                   help="request this address (host-local) on the network whose subnet holds it; repeatable")
+    p.add_argument("--mac", action="append", metavar="[NETWORK=]MAC",
+                   help="the MAC of the interface on NETWORK (default: the first --network); one per network")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -309,9 +326,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--subnet", action="append", metavar="CIDR", help="a subnet (repeat for IPv6 or more)")
     p.add_argument("--ip-range", action="append", metavar="CIDR", help="allocate only from this part of its subnet")
     p.add_argument("--gateway", action="append", metavar="IP", help="the gateway of the subnet holding it")
-    p.add_argument("--driver", default="bridge", help="bridge (overlay: not yet)")
+    p.add_argument("--driver", default="bridge",
+                   help="bridge (default), or overlay: the node's share of pycni-overlayd's cluster network")
+    p.add_argument("--subnet-file", metavar="FILE",
+                   help="overlay: pycni-overlayd's subnet file (default /run/pycni/subnet.env)")
     p.add_argument("--bridge", metavar="IFNAME", help="bridge device (default pycni-NAME)")
-    p.add_argument("--isolate", action="store_true", help="not yet implemented")
+    p.add_argument("--isolate", action="store_true",
+                   help="drop traffic between this network and every other isolated one (firewall plugin, "
+                        "ingressPolicy same-bridge); a container attached to both still reaches both")
     p.add_argument("--internal", action="store_true", help="no masquerade, no default route")
     p.add_argument("--mtu", type=int, metavar="N")
     p.add_argument("--ipam-dir", metavar="DIR", help="host-local's dataDir (default /var/lib/cni/networks)")
@@ -322,7 +344,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="+", metavar="NAME")
     p = leaf(nsub, "rm", network_rm, "remove a network's conflist (refused while attachments exist)")
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--force", action="store_true", help="detach every attachment first")
+    p.add_argument("--force", action="store_true",
+                   help="detach every attachment first (DEL; GC for those only host-local knows)")
     p.add_argument("--purge", action="store_true", help="also remove host-local's directory and the bridge")
 
     p = leaf(sub, "attach", attach, "run NETWORK's plugin chain ADD for NETNS (libcni's way, result cached)")
@@ -342,8 +365,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
     p = leaf(sub, "ps", ps, "list what `pycni run` started")
     p.add_argument("--json", action="store_true")
-    p = leaf(sub, "gc", gc, "clean up after SIGKILLed runs and containers deleted without DEL")
+    p = leaf(sub, "gc", gc, "clean up after SIGKILLed runs and containers deleted without DEL: DEL of stale "
+             "cache entries, then each network's plugin GC (cni.dev/valid-attachments)")
     p.add_argument("network", nargs="?", metavar="NETWORK")
+    p.add_argument("--valid", action="append", metavar="CONTAINERID[/IFNAME]",
+                   help="keep only these attachments (and those of running `pycni run`s); repeatable")
     leaf(sub, "doctor", doctor, "explain what gc would clean, and broken set-up; changes nothing")
     return top
 

@@ -9,7 +9,12 @@ containerd or podman can CHECK and DEL, and the reverse (libcni/api.go):
 - after a successful ADD the final result is cached in <cache-dir>/results/<network>-<containerID>-<ifname> as
   `{"kind":"cniCacheV1","containerId","config" (the conflist's bytes, base64),"ifName","networkName","cniArgs",
   "capabilityArgs","result"}` (dir 0700, file 0600); DEL runs the plugins in reverse with the cached result as
-  prevResult (cniVersion >= 0.4.0) and then removes the entry; CHECK needs >= 0.4.0 and honours disableCheck.
+  prevResult (cniVersion >= 0.4.0) and then removes the entry; CHECK needs >= 0.4.0 and honours disableCheck;
+- GC (GCNetworkList) sends each plugin its config with `name`, `cniVersion` and `cni.dev/valid-attachments` (and
+  the pre-1.1.0 spelling `cni.dev/attachments`, as libcni does) and no CNI_CONTAINERID/NETNS/IFNAME; disableGC skips
+  it. One departure: libcni sends no GC to a list below cniVersion 1.1.0, pycni sends it at 1.1.0 to every plugin
+  whose VERSION lists 1.1.0 (our conflists stay at 1.0.0 so that runtimes with libcni 1.1 and the Go plugins can
+  use them); a plugin that predates GC (Go's 1.1.1: "unknown CNI_COMMAND") is skipped.
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ class ConfList:
     raw: bytes                      # the file's bytes: what libcni caches as `config`
     disable_check: bool = False
     path: Path | None = None
+    disable_gc: bool = False
 
     @classmethod
     def from_bytes(cls, raw: bytes, path: Path | None = None) -> ConfList:
@@ -49,7 +55,8 @@ class ConfList:
         if not all(isinstance(p, dict) and isinstance(p.get("type"), str) for p in data["plugins"]):
             raise UserError(f"{where}: every plugin needs a \"type\"")
         return cls(name=str(data.get("name", "")), cni_version=str(data.get("cniVersion", "")),
-                   plugins=data["plugins"], raw=raw, disable_check=data.get("disableCheck") is True, path=path)
+                   plugins=data["plugins"], raw=raw, disable_check=data.get("disableCheck") is True, path=path,
+                   disable_gc=data.get("disableGC") is True)
 
     def capabilities(self) -> set[str]:
         return {cap for p in self.plugins for cap, on in (p.get("capabilities") or {}).items() if on is True}
@@ -87,6 +94,7 @@ def validate(conflist: ConfList, rt: Runtime) -> None:
 class Chain:
     def __init__(self, cni_path: list[str], cache_dir: Path) -> None:
         self.cni_path, self.cache_dir = cni_path, cache_dir
+        self._versions: dict[str, tuple[str, ...] | None] = {}
 
     # --- the cache ------------------------------------------------------------------------------------------------
     def cache_file(self, network: str, rt: Runtime) -> Path:
@@ -138,13 +146,16 @@ class Chain:
 
     def _exec(self, verb: str, conflist: ConfList, plugin: dict[str, Any], prev: dict[str, Any] | None,
               rt: Runtime) -> dict[str, Any] | None:
+        return self._exec_raw(verb, plugin, conflist.name, self._config(conflist, plugin, prev, rt), rt)
+
+    def _exec_raw(self, verb: str, plugin: dict[str, Any], network: str, stdin: bytes,
+                  rt: Runtime) -> dict[str, Any] | None:
         path = self.find(plugin["type"])
         env = dict(os.environ, CNI_COMMAND=verb, CNI_CONTAINERID=rt.container_id, CNI_NETNS=rt.netns,
                    CNI_ARGS=";".join("=".join(kv) for kv in rt.args), CNI_IFNAME=rt.ifname,
                    CNI_PATH=":".join(self.cni_path))
-        done = subprocess.run([path], input=self._config(conflist, plugin, prev, rt), env=env,
-                              stdout=subprocess.PIPE, check=False)
-        description = f"type={plugin['type']!r} name={conflist.name!r}"
+        done = subprocess.run([path], input=stdin, env=env, stdout=subprocess.PIPE, check=False)
+        description = f"type={plugin['type']!r} name={network!r}"
         try:
             answer = json.loads(done.stdout) if done.stdout.strip() else None
         except ValueError:
@@ -188,6 +199,48 @@ class Chain:
             self.cache_file(conflist.name, rt).unlink()
         except FileNotFoundError:
             pass
+
+    def supported_versions(self, plugin_type: str) -> tuple[str, ...] | None:
+        """The spec versions the plugin's VERSION lists (libcni's GetVersionInfo); None when it cannot be read."""
+        if plugin_type not in self._versions:
+            path = self.find(plugin_type)
+            env = dict(os.environ, CNI_COMMAND="VERSION", CNI_PATH=":".join(self.cni_path))
+            done = subprocess.run([path], input=b'{"cniVersion":"1.1.0"}', env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, check=False)
+            try:
+                answer = json.loads(done.stdout) if done.returncode == 0 else None
+            except ValueError:
+                answer = None
+            versions = answer.get("supportedVersions") if isinstance(answer, dict) else None
+            self._versions[plugin_type] = (tuple(v for v in versions if isinstance(v, str))
+                                           if isinstance(versions, list) else None)
+        return self._versions[plugin_type]
+
+    def gc(self, conflist: ConfList, valid: list[dict[str, str]]) -> tuple[list[str], bool]:
+        """GC of every plugin with `valid` ({"containerID", "ifname"}) as the attachments to keep: one line per
+        plugin ("TYPE: GC done", why it got none, or its error) and whether all went well (all are tried)."""
+        if conflist.disable_gc:
+            return ["disableGC is set: no GC"], True
+        version = conflist.cni_version if _version(conflist.cni_version) >= (1, 1, 0) else "1.1.0"
+        lines: list[str] = []
+        ok = True
+        for plugin in conflist.plugins:
+            kind = plugin["type"]
+            try:
+                supported = self.supported_versions(kind)
+                if supported is not None and version not in supported:
+                    lines.append(f"{kind}: no GC (its VERSION lists no {version})")
+                    continue
+                conf = dict(plugin, name=conflist.name, cniVersion=version)
+                conf["cni.dev/valid-attachments"] = valid
+                conf["cni.dev/attachments"] = valid
+                self._exec_raw("GC", plugin, conflist.name, json.dumps(conf, sort_keys=True).encode(),
+                               Runtime("", "", ""))
+                lines.append(f"{kind}: GC done")
+            except UserError as e:
+                lines.append(f"{kind}: {e}")
+                ok = False
+        return lines, ok
 
     def add_or_undo(self, conflist: ConfList, rt: Runtime) -> dict[str, Any]:
         """ADD; if any plugin fails, the chain's DEL (as a runtime does), then the ADD's error."""

@@ -39,7 +39,10 @@ def cache_entries(cache_dir: Path, network: str | None = None) -> list[dict[str,
 
 
 def cached_netns(entry: dict[str, Any]) -> str:
-    """libcni 1.1 does not cache the netns path: the cached result's container interface has it ("sandbox")."""
+    """libcni 1.1 does not cache the netns path (1.2 does, as "netns"): the cached result's container interface
+    has it ("sandbox")."""
+    if isinstance(entry.get("netns"), str) and entry["netns"]:
+        return str(entry["netns"])
     result = entry.get("result") or {}
     for iface in result.get("interfaces") or []:
         if isinstance(iface, dict) and iface.get("sandbox"):

@@ -1,6 +1,7 @@
 """Networks are conflists in --conf-dir, found by their "name" as libcni finds them (the .conflist files in name
 order, then single .conf/.json configs, up-converted). `network create` writes <NAME>.conflist: bridge + host-local
-+ portmap, with the capabilities `--ip`, `--mac` and `-p` need."""
++ portmap + firewall, with the capabilities `--ip`, `--mac` and `-p` need (`--driver overlay`: overlay + portmap +
+firewall, as conf-examples/overlay/10-overlay.conflist)."""
 from __future__ import annotations
 
 import hashlib
@@ -109,10 +110,11 @@ def driver(conflist: ConfList) -> str:
 
 
 def ipam_dir(conflist: ConfList) -> Path | None:
-    """host-local's directory for this network (<dataDir>/<name>), if host-local is its IPAM."""
+    """host-local's directory for this network (<dataDir>/<name>), if host-local is its IPAM (overlay's always is:
+    its `ipam` holds only keys for the host-local it generates)."""
     for plugin in conflist.plugins:
         ipam = plugin.get("ipam") or {}
-        if isinstance(ipam, dict) and ipam.get("type") == "host-local":
+        if isinstance(ipam, dict) and (ipam.get("type") == "host-local" or plugin.get("type") == "overlay"):
             return Path(ipam.get("dataDir") or DEFAULT_IPAM_DIR) / conflist.name
     return None
 
@@ -121,6 +123,10 @@ def bridge_name(conflist: ConfList) -> str | None:
     for plugin in conflist.plugins:
         if plugin.get("type") == "bridge":
             return str(plugin.get("bridge") or "cni0")
+        if plugin.get("type") == "overlay":
+            delegate: dict[str, Any] = plugin["delegate"] if isinstance(plugin.get("delegate"), dict) else {}
+            if (delegate.get("type") or "bridge") == "bridge":
+                return str(delegate.get("bridge") or "cni0")
     return None
 
 
@@ -135,6 +141,9 @@ class CreateOptions:
     internal: bool
     mtu: int | None
     ipam_dir: str | None
+    isolate: bool = False
+    driver: str = "bridge"
+    subnet_file: str | None = None
 
 
 def _network(text: str, flag: str) -> netaddr.IPNetwork:
@@ -170,6 +179,12 @@ def build(opts: CreateOptions, existing: list[ConfList]) -> dict[str, Any]:
     if any(c.name == opts.name for c in existing):
         same = next(c for c in existing if c.name == opts.name)
         raise UserError(f"a network named {opts.name!r} already exists ({same.path})")
+    if opts.driver == "overlay":
+        return _overlay(opts, existing)
+    if opts.driver != "bridge":
+        raise UserError(f"invalid --driver {opts.driver!r}: expected bridge or overlay")
+    if opts.subnet_file is not None:
+        raise UserError("--subnet-file is for --driver overlay only")
     if not opts.subnets:
         raise UserError("--subnet is required (e.g. --subnet 10.1.0.0/24)")
     nets = [_network(s, "--subnet") for s in opts.subnets]
@@ -209,13 +224,7 @@ def build(opts: CreateOptions, existing: list[ConfList]) -> dict[str, Any]:
             raise UserError(f"--gateway {text!r} is the network or broadcast address of --subnet {nets[i]}")
         entries[i]["gateway"] = str(gw)
     bridge = opts.bridge or default_bridge(opts.name)
-    if len(bridge) > 15 or not re.match(r"^[^/:\s]+$", bridge) or bridge in (".", ".."):
-        raise UserError(f"invalid --bridge {bridge!r}: an interface name of 1 to 15 characters without '/', ':' or "
-                        "whitespace")
-    for conflist in existing:
-        if bridge_name(conflist) == bridge:
-            raise UserError(f"--bridge {bridge!r} is already the bridge of network {conflist.name!r} "
-                            f"({conflist.path})")
+    _check_bridge(bridge, existing)
     if opts.mtu is not None and not 68 <= opts.mtu <= 65535:
         raise UserError(f"invalid --mtu {opts.mtu}: expected 68 to 65535")
     ipam: dict[str, Any] = {"type": "host-local", "ranges": [[e] for e in entries]}
@@ -230,7 +239,47 @@ def build(opts: CreateOptions, existing: list[ConfList]) -> dict[str, Any]:
     if opts.mtu is not None:
         bridge_conf["mtu"] = opts.mtu
     bridge_conf["ipam"] = ipam
-    plugins = [bridge_conf, {"type": "portmap", "capabilities": {"portMappings": True}}]
+    # firewall: opens the forward path on nodes whose FORWARD policy is DROP (podman chains it too); --isolate makes
+    # it drop traffic between this network's bridge and any other isolated one (Docker's default between networks).
+    firewall: dict[str, Any] = {"type": "firewall"}
+    if opts.isolate:
+        firewall["ingressPolicy"] = "same-bridge"
+    plugins = [bridge_conf, {"type": "portmap", "capabilities": {"portMappings": True}}, firewall]
+    return {"cniVersion": CNI_VERSION, "name": opts.name, "plugins": plugins}
+
+
+def _check_bridge(bridge: str, existing: list[ConfList]) -> None:
+    if len(bridge) > 15 or not re.match(r"^[^/:\s]+$", bridge) or bridge in (".", ".."):
+        raise UserError(f"invalid --bridge {bridge!r}: an interface name of 1 to 15 characters without '/', ':' or "
+                        "whitespace")
+    for conflist in existing:
+        if bridge_name(conflist) == bridge:
+            raise UserError(f"--bridge {bridge!r} is already the bridge of network {conflist.name!r} "
+                            f"({conflist.path})")
+
+
+def _overlay(opts: CreateOptions, existing: list[ConfList]) -> dict[str, Any]:
+    """conf-examples/overlay/10-overlay.conflist for this name: the node's subnet, gateway and MTU come from
+    pycni-overlayd's subnet.env, masquerading is the agent's (--ip-masq), so the flags for those are refused."""
+    refused = [flag for flag, given in (("--subnet", opts.subnets), ("--ip-range", opts.ip_ranges),
+                                        ("--gateway", opts.gateways), ("--internal", opts.internal),
+                                        ("--mtu", opts.mtu is not None)) if given]
+    if refused:
+        raise UserError(f"{refused[0]} does not apply to --driver overlay: the node's subnet, gateway and MTU come "
+                        "from pycni-overlayd's subnet file (--subnet-file), and masquerading is the agent's "
+                        "(pycni-overlayd --ip-masq)")
+    bridge = opts.bridge or default_bridge(opts.name)
+    _check_bridge(bridge, existing)
+    subnet_file = os.path.abspath(opts.subnet_file or "/run/pycni/subnet.env")
+    overlay: dict[str, Any] = {"type": "overlay", "subnetFile": subnet_file,
+                               "dataDir": f"/var/lib/cni/pycni-overlay/{opts.name}",
+                               "delegate": {"bridge": bridge, "hairpinMode": True, "isDefaultGateway": True},
+                               "capabilities": {"mac": True},
+                               "ipam": {"dataDir": os.path.abspath(opts.ipam_dir or "/run/cni/networks")}}
+    firewall: dict[str, Any] = {"type": "firewall"}
+    if opts.isolate:
+        firewall["ingressPolicy"] = "same-bridge"
+    plugins = [overlay, {"type": "portmap", "capabilities": {"portMappings": True}}, firewall]
     return {"cniVersion": CNI_VERSION, "name": opts.name, "plugins": plugins}
 
 

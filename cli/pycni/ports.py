@@ -1,4 +1,5 @@
-"""-p [HOSTIP:]HOSTPORT:PORT[/PROTO] (Docker's syntax; an IPv6 host IP in brackets) -> a portMappings entry."""
+"""-p [NETWORK=][HOSTIP:]HOSTPORT:PORT[/PROTO] (Docker's syntax; an IPv6 host IP in brackets) -> a portMappings
+entry, and the network it is for (`--mac NETWORK=MAC` likewise)."""
 from __future__ import annotations
 
 import ipaddress
@@ -33,3 +34,22 @@ def parse(spec: str) -> dict[str, Any]:
         except ValueError:
             raise UserError(f"invalid host IP {text!r} in -p {spec!r}") from None
     return mapping
+
+
+_NETWORK = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+
+
+def qualified(spec: str, flag: str) -> tuple[str | None, str]:
+    """`NETWORK=VALUE` -> (NETWORK, VALUE); a value without `=` is for the first --network: (None, VALUE)."""
+    if "=" not in spec:
+        return None, spec
+    network, _, value = spec.partition("=")
+    if not _NETWORK.match(network):
+        raise UserError(f"invalid network name {network!r} in {flag} {spec!r}: expected {flag} NETWORK=VALUE")
+    return network, value
+
+
+def publish(spec: str) -> tuple[str | None, dict[str, Any]]:
+    """-p [NETWORK=][HOSTIP:]HOSTPORT:PORT[/PROTO]."""
+    network, value = qualified(spec, "-p")
+    return network, parse(value)

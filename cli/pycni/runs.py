@@ -31,11 +31,12 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 @dataclass(frozen=True)
 class RunOptions:
+    """ports and macs: (the network they are for, or None for the first --network; the value)."""
     name: str | None
     networks: list[str]
-    ports: list[dict[str, Any]]
+    ports: list[tuple[str | None, dict[str, Any]]]
     ips: list[str]
-    mac: str | None
+    macs: list[tuple[str | None, str]]
     command: list[str]
 
 
@@ -147,21 +148,33 @@ class Runs:
         return errors
 
     def _capabilities(self, index: int, conflist: ConfList, opts: RunOptions) -> dict[str, Any]:
+        """The capability args of the index-th --network: `-p`/`--mac` qualified with its name (the first
+        --network of that name) or unqualified (the first --network), `--ip` in its subnets."""
         caps = conflist.capabilities()
+        nets = opts.networks or [conflist.name]
+        first = nets.index(conflist.name) == index if conflist.name in nets else index == 0
+
+        def mine(qualifier: str | None) -> bool:
+            return (qualifier is None and index == 0) or (qualifier == conflist.name and first)
+
         args: dict[str, Any] = {}
-        if opts.ports and index == 0:
+        mappings = [m for q, m in opts.ports if mine(q)]
+        if mappings:
             if "portMappings" not in caps:
                 raise UserError(f"-p: network {conflist.name!r} has no plugin with the portMappings capability")
-            args["portMappings"] = opts.ports
-        mine = [ip for ip in opts.ips if any(netaddr.IPAddress(ip) in net for net in networks.subnets(conflist))]
-        if mine:
+            args["portMappings"] = mappings
+        ips = [ip for ip in opts.ips if any(netaddr.IPAddress(ip) in net for net in networks.subnets(conflist))]
+        if ips:
             if "ips" not in caps:
-                raise UserError(f"--ip {mine[0]}: network {conflist.name!r} has no plugin with the ips capability")
-            args["ips"] = mine
-        if opts.mac and index == 0:
+                raise UserError(f"--ip {ips[0]}: network {conflist.name!r} has no plugin with the ips capability")
+            args["ips"] = ips
+        macs = [m for q, m in opts.macs if mine(q)]
+        if len(macs) > 1:
+            raise UserError(f"--mac: {len(macs)} MACs for network {conflist.name!r} ({', '.join(macs)}): give one")
+        if macs:
             if "mac" not in caps:
                 raise UserError(f"--mac: network {conflist.name!r} has no plugin with the mac capability")
-            args["mac"] = opts.mac
+            args["mac"] = macs[0]
         return args
 
     def _check(self, opts: RunOptions) -> tuple[str, list[ConfList]]:
@@ -171,10 +184,17 @@ class Runs:
         if special and len(nets) > 1:
             raise UserError(f"--network {special[0]} cannot be combined with other --network values")
         mode = special[0] if special else "new"
-        if mode != "new" and (opts.ports or opts.ips or opts.mac):
+        if mode != "new" and (opts.ports or opts.ips or opts.macs):
             flag = "-p" if opts.ports else "--ip" if opts.ips else "--mac"
             raise UserError(f"{flag} needs a network to attach; --network {mode} attaches none")
+        for flag, qualified in (("-p", [q for q, _ in opts.ports]), ("--mac", [q for q, _ in opts.macs])):
+            for qualifier in qualified:
+                if qualifier is not None and qualifier not in nets:
+                    raise UserError(f"{flag} {qualifier}=...: {qualifier!r} is not one of the --network values "
+                                    f"({', '.join(nets)})")
         conflists = [networks.load(self.conf_dir, n) for n in nets] if mode == "new" else []
+        for index, conflist in enumerate(conflists):
+            self._capabilities(index, conflist, opts)          # every capability error before any effect
         for ip in opts.ips:
             try:
                 addr = netaddr.IPAddress(ip)

@@ -19,6 +19,9 @@ def test_demo_passes(dist_bin, cnitool):
     assert lines[-1] == "demo passed"
     assert not [line for line in lines if "[FAIL]" in line]
     checked = [line for line in lines if "[ok  ]" in line]
-    assert len(checked) == 14 + 15   # act one: 2 ADD, 2 CHECK, 3 pings, 2 HTTP via the host port, 2 DEL, 3 nothing-left
+    assert len(checked) == 14 + 15 + 14
+    # act one: 2 ADD, 2 CHECK, 3 pings, 2 HTTP via the host port, 2 DEL, 3 nothing-left;
     # act two (the overlay): set-up, etcd, 2 agents ready, 2 ADD, 2 pings and 1 HTTP across nodes, 2 DEL, 2 agents
-    # stopped, 2 nothing-left checks
+    # stopped, 2 nothing-left checks; act three (isolation, pycni): 2 network create, 4 attach, 7 reachability
+    # checks (two of them: isolated), 1 nothing-left
+    assert sum("(isolated): " in line and "no connection" in line for line in checked) == 2

@@ -72,6 +72,11 @@ def scenario(plugin: str, version: str, data_dir: Path) -> tuple[dict[str, Any],
         return {**base, "bridge": "protobr0", "isGateway": True, "ipam": ipam(data_dir)}, {}
     if plugin == "portmap":   # no mappings: the prevResult passes through, no firewall command runs
         return {**base, "prevResult": prev_result(version)}, {}
+    if plugin == "firewall":  # the prevResult passes through; its accepts are written in the node netns
+        return {**base, "prevResult": prev_result(version)}, {}
+    if plugin == "tuning":    # sysctls only: the prevResult passes through, the pod needs no eth0
+        return {**base, "dataDir": str(data_dir / "tuning"), "sysctl": {"net.core.somaxconn": "600"},
+                "prevResult": prev_result(version)}, {}
     if plugin == "loopback":
         return base, {"CNI_IFNAME": "lo"}
     if plugin == "overlay":   # bridge + host-local over the node subnet that subnet.env names (agent not needed)
@@ -92,7 +97,7 @@ def check_addresses(plugin: str, version: str, data: dict[str, Any], addresses: 
         return
     assert [a.version for a in addresses] == [4, 6], data
     assert addresses[0] in SUBNET4 and addresses[1] in SUBNET6, data
-    if plugin == "portmap":
+    if plugin in ("portmap", "firewall", "tuning"):
         assert addresses == [ipaddress.ip_interface("10.78.0.5/24"), ipaddress.ip_interface("fd78::5/120")], data
     gateway = data["ip4"]["gateway"] if legacy else data["ips"][0]["gateway"]
     assert gateway == "10.78.0.1", data

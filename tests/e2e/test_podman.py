@@ -12,6 +12,7 @@ result cache (/var/lib/cni) never reach the machine. Config, storage and host-lo
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import shutil
 import signal
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from support import Netns, allocations, have, veths
+from support import SHIPPED_PLUGINS, Netns, allocations, have, veths
 from support.runtime import BUSYBOX, cgroups, is_static, pod_rules, remove_cgroups
 
 pytestmark = pytest.mark.e2e
@@ -60,7 +61,7 @@ def _render(name: str, dest: Path, **values: str) -> None:
 class PodmanNode:
     """podman confined to a node netns + private mount namespace, with all its state under `work`."""
 
-    def __init__(self, node: Netns, cni_bin: Path, work: Path) -> None:
+    def __init__(self, node: Netns, cni_bin: Path, work: Path, *, conflist: bool = True) -> None:
         self.node, self.cni_bin, self.work = node, cni_bin, work
         self.timings: list[tuple[str, float]] = []
         self._t = time.monotonic()
@@ -74,7 +75,8 @@ class PodmanNode:
         _render("containers.conf", work / "containers.conf", work=str(work), cni_bin=str(cni_bin))
         _render("storage.conf", work / "storage.conf", work=str(work), runroot=RUNROOT)
         _render("registries.conf", work / "registries.conf")
-        _render(f"{NETWORK}.conflist", work / "net.d" / f"{NETWORK}.conflist", work=str(work))
+        if conflist:   # else the test has podman write its own (`podman network create`)
+            _render(f"{NETWORK}.conflist", work / "net.d" / f"{NETWORK}.conflist", work=str(work))
         self.rootfs = work / "rootfs"
         shutil.copy2(BUSYBOX, self.rootfs / "bin" / "busybox")
         for applet in ("sh", "httpd", "wget", "ping", "sleep", "ip"):
@@ -165,9 +167,9 @@ class PodmanNode:
     def allocations(self) -> list[str]:
         return allocations(self.work / "ipam", NETWORK)
 
-    def pod_rules(self, ids: list[str]) -> list[str]:
+    def pod_rules(self, ids: list[str], ips: list[str] | None = None) -> list[str]:
         """Per-container firewall state in the node (support.runtime.pod_rules)."""
-        return pod_rules(self.node, ids)
+        return pod_rules(self.node, ids, ips or [])
 
     def fetch(self, url: str) -> str:
         """GET url from the node namespace (busybox wget; its -T segfaults in Debian's static busybox 1.35)."""
@@ -175,20 +177,30 @@ class PodmanNode:
         return done.stdout.decode().strip() if done.returncode == 0 else f"FAILED: {done.stderr.decode().strip()}"
 
 
-@pytest.fixture
-def podman_node(host_ns: Netns, dist_bin: Path, tmp_path: Path) -> Iterator[PodmanNode]:
+def _podman_node(node: Netns, dist_bin: Path, work: Path, *, conflist: bool) -> Iterator[PodmanNode]:
     for tool, package in (("podman", "podman"), ("runc", "runc"), ("nsenter", "util-linux"),
                           ("unshare", "util-linux")):
         if not have(tool):
             pytest.skip(f"{tool} not installed (apt-get install {package}; scripts/install-deps.sh)")
     if not BUSYBOX.exists() or not is_static(BUSYBOX):
         pytest.skip("a static /bin/busybox is needed for the container rootfs (apt-get install busybox-static)")
-    pn = PodmanNode(host_ns, dist_bin, tmp_path)
+    pn = PodmanNode(node, dist_bin, work, conflist=conflist)
     try:
         pn.start()
         yield pn
     finally:
         pn.stop()
+
+
+@pytest.fixture
+def podman_node(host_ns: Netns, dist_bin: Path, tmp_path: Path) -> Iterator[PodmanNode]:
+    yield from _podman_node(host_ns, dist_bin, tmp_path, conflist=True)
+
+
+@pytest.fixture
+def bare_podman_node(host_ns: Netns, dist_bin: Path, tmp_path: Path) -> Iterator[PodmanNode]:
+    """A podman node whose network config dir is empty: the test creates its networks with podman."""
+    yield from _podman_node(host_ns, dist_bin, tmp_path, conflist=False)
 
 
 def test_podman_two_containers_published_port(podman_node: PodmanNode) -> None:
@@ -246,3 +258,49 @@ def test_podman_two_containers_published_port(podman_node: PodmanNode) -> None:
     pn.mark("podman rm")
     print("podman e2e timings: " + ", ".join(f"{step} {secs:.2f}s" for step, secs in pn.timings)
           + f"; test body {time.monotonic() - t0:.2f}s")
+
+
+def test_podmans_own_conflist_with_only_pycni_plugins(bare_podman_node: PodmanNode) -> None:
+    """`podman network create` writes podman's own conflist (bridge, portmap, firewall, tuning); with cni_plugin_dirs
+    holding only pycni's executables, on a node whose FORWARD policy is DROP (as on any host with Docker): the
+    containers get addresses, reach each other, the published port works from the node and from the other pod
+    (DNAT'ed traffic crosses FORWARD: the firewall plugin's accepts let it through), and stop, rm and `podman
+    network rm` leave nothing behind."""
+    pn = bare_podman_node
+    pn.node.sh("iptables -P FORWARD DROP && ip6tables -P FORWARD DROP")
+    network, subnet, gateway = "podnet", ipaddress.ip_network("10.89.9.0/24"), "10.89.9.1"
+
+    def held() -> list[str]:
+        """host-local's allocations in its default dataDir (/var/lib/cni: private to podman's mount namespace)."""
+        listing = pn.in_mount_ns("sh", "-c", f"ls -A /var/lib/cni/networks/{network} 2>/dev/null || true").split()
+        return sorted(name for name in listing if name[0].isdigit())
+    pn.podman("network", "create", "--subnet", str(subnet), network)
+    conflist = json.loads((pn.work / "net.d" / f"{network}.conflist").read_text())
+    assert [plugin["type"] for plugin in conflist["plugins"]] == ["bridge", "portmap", "firewall", "tuning"]
+    assert {e for e in os.listdir(pn.cni_bin) if not e.startswith(".")} == set(SHIPPED_PLUGINS)   # only ours
+
+    common = ["run", "--detach", "--network", network, "--cgroup-parent", pn.cgroup_parent]
+    id1 = pn.podman(*common, "--name", "web", "--publish", f"{HOST_PORT}:{POD_PORT}", "--rootfs", str(pn.rootfs),
+                    "/bin/httpd", "-f", "-p", str(POD_PORT), "-h", "/www").strip()
+    id2 = pn.podman(*common, "--name", "client", "--rootfs", str(pn.rootfs), "/bin/sleep", "600").strip()
+    fmt = f'{{{{(index .NetworkSettings.Networks "{network}").IPAddress}}}}'
+    ip1, ip2 = (pn.podman("inspect", "--format", fmt, name).strip() for name in ("web", "client"))
+    assert ipaddress.ip_address(ip1) in subnet and ipaddress.ip_address(ip2) in subnet and ip1 != ip2
+    assert held() == sorted([ip1, ip2])
+    forward = pn.node.sh("iptables -S CNI-FORWARD")
+    assert f"-A CNI-FORWARD -s {ip1}/32 -j ACCEPT" in forward and f"-A CNI-FORWARD -s {ip2}/32 -j ACCEPT" in forward
+
+    assert pn.podman("exec", "client", "wget", "-q", "-O", "-", f"http://{ip1}:{POD_PORT}/").strip() == PAGE
+    assert pn.fetch(f"http://{gateway}:{HOST_PORT}/") == PAGE
+    assert pn.fetch(f"http://127.0.0.1:{HOST_PORT}/") == PAGE
+    assert pn.podman("exec", "client", "wget", "-q", "-O", "-", f"http://{gateway}:{HOST_PORT}/").strip() == PAGE
+
+    pn.podman("stop", "--time", "0", "web", "client")
+    ids, ips = [id1, id2], [ip1, ip2]
+    assert held() == []
+    assert pn.pod_rules(ids, ips) == []
+    pn.podman("rm", "web", "client")
+    pn.podman("network", "rm", network)
+    assert not (pn.work / "net.d" / f"{network}.conflist").exists()
+    assert pn.pod_rules(ids, ips) == []
+    assert veths(pn.node) == [] and held() == []

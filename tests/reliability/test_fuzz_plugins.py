@@ -175,6 +175,22 @@ def test_portmap_in_process(stdin: bytes, environ: dict[str, str], answer: tuple
     assert_protocol_answer(in_process(plugin, environ, stdin))
 
 
+@fuzz(1500)
+@given(stdin=config(DATA_DIR, "firewall"), environ=env(st.sampled_from(["/run/netns/x", ""])),
+       answer=st.sampled_from([(0, b""), (1, b""), (0, b"-P FORWARD DROP\n-N CNI-FORWARD\n"), (0, b"{}"),
+                               (0, b'{"nftables": [{"rule": {"chain": "cni-forward", "comment": "n c1 e", '
+                                   b'"handle": 3}}]}'),
+                               (4, b"Another app is currently holding the xtables lock"), (0, b"\xff")]))
+def test_firewall_in_process(stdin: bytes, environ: dict[str, str], answer: tuple[int, bytes]) -> None:
+    from common.exec import Completed, Programs
+    from firewall_cni.host import Host
+    from firewall_cni.plugin import make_plugin
+    plugin = make_plugin(Host(programs=Programs.faked(lambda argv, **kw: Completed(answer[0], answer[1], answer[1])),
+                              lock_path=f"{DATA_DIR}/firewall.lock", data_dir=f"{DATA_DIR}/firewall",
+                              net_dev=f"{DATA_DIR}/net_dev"))
+    assert_protocol_answer(in_process(plugin, environ, stdin))
+
+
 @fuzz(600)
 @given(stdin=config(DATA_DIR, "bridge"), environ=env(st.sampled_from(["/nonexistent/netns", ""])))
 def test_bridge_in_process_without_a_container_netns(stdin: bytes, environ: dict[str, str]) -> None:

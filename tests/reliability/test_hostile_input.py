@@ -137,3 +137,45 @@ def test_external_chain_and_mark_bit(node: Callable[..., dict]) -> None:
                   {"externalSetMarkChain": "ACCEPT\n"}, {"markMasqBit": 32}, {"markMasqBit": -1},
                   {"backend": "iptables; rm"}, {"backend": "nftables", "markMasqBit": 3}):
         node("portmap", portmap_conf([WEB], **extra), 7)
+
+
+def firewall_conf(*, interfaces: list[dict[str, Any]] | None = None, ips: list[dict[str, Any]] | None = None,
+                  **keys: Any) -> dict[str, Any]:
+    prev = {"cniVersion": "1.0.0", "interfaces": interfaces or [{"name": "relbr0"}, {"name": "eth0"}],
+            "ips": ips or [{"address": "10.77.0.5/24"}]}
+    return {"cniVersion": "1.0.0", "name": "net", "type": "firewall", "prevResult": prev, **keys}
+
+
+FIREWALL_CASES = [
+    ({"iptablesAdminChainName": "-j ACCEPT"}, 7), ({"iptablesAdminChainName": "X\n-A INPUT -j ACCEPT"}, 7),
+    ({"iptablesAdminChainName": "FORWARD"}, 7), ({"iptablesAdminChainName": "A" * 29}, 7),
+    ({"iptablesAdminChainName": "a b"}, 7), ({"iptablesAdminChainName": 5}, 7),
+    ({"ingressPolicy": "isolated;drop"}, 7), ({"ingressPolicy": ["open"]}, 7), ({"backend": "firewalld"}, 2),
+    ({"backend": "nft"}, 7), ({"Zone": "trusted"}, 7), ({"firewalldZone": 1}, 7),
+    ({"ingressPolicy": "same-bridge", "interfaces": [{"name": "br0\n-A INPUT -j ACCEPT"}]}, 7),
+    ({"ingressPolicy": "isolated", "interfaces": [{"name": "-jACCEPT"}]}, 7),
+    ({"ingressPolicy": "isolated", "interfaces": [{"name": 'a"b'}]}, 7),
+    ({"ingressPolicy": "isolated", "interfaces": [{"name": "a" * 16}]}, 7),
+    ({"ips": [{"address": "10.0.0.1/33"}]}, 7), ({"ips": [{"address": "10.0.0.1\n-A INPUT -j ACCEPT/24"}]}, 7),
+    ({"prevResult": None}, 7), ({"prevResult": "x"}, 7),
+]
+
+
+@pytest.mark.parametrize(("keys", "code"), FIREWALL_CASES,
+                         ids=lambda c: json.dumps(c) if isinstance(c, dict) else None)
+def test_firewall_keys_prev_result_and_bridge_names(node: Callable[..., dict], keys: dict[str, Any],
+                                                    code: int) -> None:
+    conf = firewall_conf(**{k: v for k, v in keys.items() if k in ("interfaces", "ips")})
+    conf.update({k: v for k, v in keys.items() if k not in ("interfaces", "ips")})
+    node("firewall", {k: v for k, v in conf.items() if v is not None}, code)
+
+
+def test_firewall_names_ids_and_ifnames(node: Callable[..., dict]) -> None:
+    for name in BAD_NAMES:
+        assert "name" in node("firewall", firewall_conf(name=name), 7)["msg"]
+    for cid in BAD_IDS:
+        assert "CNI_CONTAINERID" in node("firewall", firewall_conf(), 4, CNI_CONTAINERID=cid)["msg"]
+    for ifname in BAD_IFNAMES:
+        assert "CNI_IFNAME" in node("firewall", firewall_conf(), 4, CNI_IFNAME=ifname)["msg"]
+    node("firewall", b'{"cniVersion":"1.0.0","name":"n","type":"firewall","x":' + b"[" * 100_000 + b"]" * 100_000
+         + b"}", 6)

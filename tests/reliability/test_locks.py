@@ -114,3 +114,25 @@ def test_iptables_nft_does_not_use_the_xtables_lock_file(host_ns: Netns) -> None
                           capture_output=True, timeout=30)
     assert done.returncode == 0, done.stderr
     assert b"xtables.lock" not in done.stderr
+
+
+def test_firewall_gives_up_on_a_held_firewall_lock(dist_bin: Path, host_ns: Netns,
+                                                  netns_factory: Callable[[str], Netns]) -> None:
+    """As portmap's: /run/pycni is a private tmpfs in a private mount namespace. Nothing is written (the record
+    comes after the lock), and a DEL gives up the same way."""
+    pod = netns_factory("pod")
+    before = firewall_state(host_ns)
+    conf = {"cniVersion": "1.0.0", "name": "pfw-lock", "type": "firewall", "backend": "iptables",
+            "prevResult": {"cniVersion": "1.0.0", "ips": [{"address": "10.77.0.5/24"}]}}
+    script = ("mkdir -p /run/pycni && mount -t tmpfs pycni-test /run/pycni && "
+              "(flock -x /run/pycni/firewall.lock sleep 5 </dev/null >/dev/null 2>&1 &) && sleep 0.3 && "
+              f"exec nsenter --net={host_ns.path} -- {dist_bin / 'firewall'}")
+    for command in ("ADD", "DEL"):
+        env = cni_env(command, cid="c1", netns=pod.path, PYCNI_LOCK_TIMEOUT="0.5")
+        start = time.monotonic()
+        error = spec_error(run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], env, conf,
+                               timeout=30), 11)
+        assert time.monotonic() - start < 4.5
+        assert "/run/pycni/firewall.lock" in error["msg"] and "0.5 s" in error["msg"], error
+    assert firewall_state(host_ns) == before
+    assert not os.path.exists("/var/lib/cni/pycni-firewall/pfw-lock/c1_eth0")

@@ -114,3 +114,32 @@ def test_portmap_without_mappings_needs_no_firewall_tool(dist_bin: Path, host_ns
     result = ok(invoke("portmap", "ADD", conf, missing))
     assert result["ips"] == conf["prevResult"]["ips"]
     ok(invoke("portmap", "DEL", conf, missing))
+
+
+def firewall_conf(backend: str | None, **keys: Any) -> dict[str, Any]:
+    conf = {"cniVersion": "1.1.0", "name": "pfw-tools", "type": "firewall",
+            "prevResult": {"cniVersion": "1.1.0", "interfaces": [{"name": "relbr0"}],
+                           "ips": [{"address": "10.77.0.5/24"}]}, **keys}
+    return {**conf, "backend": backend} if backend else conf
+
+
+@pytest.mark.parametrize("missing", list(CASES))
+@pytest.mark.parametrize("backend", [None, "iptables", "nftables"])
+def test_firewall(dist_bin: Path, host_ns: Any, invoke: Callable[..., Answer], missing: str,
+                  backend: str | None) -> None:
+    conf = firewall_conf(backend)
+    before = firewall_state(host_ns)
+    needed = {None: "nft" if missing == "neither" else None, "iptables": "iptables" if missing != "no-nft" else None,
+              "nftables": "nft" if missing != "no-iptables" else None}[backend]
+    done = invoke("firewall", "ADD", conf, missing)
+    status = invoke("firewall", "STATUS", {k: v for k, v in conf.items() if k != "prevResult"}, missing)
+    if needed is None:
+        assert ok(done)["ips"] == conf["prevResult"]["ips"]
+        assert ok(status) is None
+    else:
+        error = spec_error(done)
+        assert needed in error["msg"] and "backend" in error["msg"], error
+        assert firewall_state(host_ns) == before
+        assert spec_error(status, 50)
+    ok(invoke("firewall", "DEL", conf, missing))      # also when the tool is missing: nothing of ours can be there
+    assert "10.77.0.5" not in firewall_state(host_ns)

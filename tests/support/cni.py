@@ -101,6 +101,7 @@ def start(argv: Sequence[str | Path], env: Mapping[str, str], *, inside: Netns |
             proc.stdin.close()
         except BrokenPipeError:
             pass
+        proc.stdin = None   # given and closed: finish() then only collects (communicate() would flush it)
     return proc
 
 

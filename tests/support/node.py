@@ -46,6 +46,8 @@ class Node:
         for plugin in conflist["plugins"]:
             if "ipam" in plugin:
                 plugin["ipam"]["dataDir"] = str(self.data_dir)
+            if plugin.get("type") in ("firewall", "tuning"):   # their records and restore files (Go ignores the key)
+                plugin.setdefault("dataDir", str(work / plugin["type"]))
         self.conflist = conflist
         self.name = conflist["name"]
         (work / "net.d").mkdir(exist_ok=True)

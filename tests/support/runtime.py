@@ -12,7 +12,8 @@ from .paths import have
 
 BUSYBOX = Path("/bin/busybox")
 # Chains shared by every container: they (and the jumps into them) are meant to stay after DEL.
-SHARED_CHAINS = {"CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-SETMARK", "CNI-HOSTPORT-MASQ", "CNI-FORWARD", "CNI-ADMIN"}
+SHARED_CHAINS = {"CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-SETMARK", "CNI-HOSTPORT-MASQ", "CNI-FORWARD", "CNI-ADMIN",
+                 "CNI-ISOLATION-STAGE-1", "CNI-ISOLATION-STAGE-2"}
 
 
 def cgroups(parent: str) -> list[Path]:
@@ -39,10 +40,11 @@ def remove_cgroups(parent: str) -> None:
         time.sleep(0.1)
 
 
-def pod_rules(node: Netns, ids: Iterable[str]) -> list[str]:
+def pod_rules(node: Netns, ids: Iterable[str], ips: Iterable[str] = ()) -> list[str]:
     """Per-container firewall state in the node: per-container chains (CNI-DN-*, CNI-<hash>), their rules and the
-    jumps into them, and any rule naming one of `ids` (iptables and nft)."""
-    ids = list(ids)
+    jumps into them, any rule naming one of `ids` (iptables and nft), and any rule matching one of the host
+    addresses `ips` exactly (the firewall plugin's per-IP accepts in the shared CNI-FORWARD carry no ID)."""
+    ids = list(ids) + [f" {ip}/32 " for ip in ips] + [f" {ip}/128 " for ip in ips]
     found = []
     for tool in ("iptables-save", "ip6tables-save"):
         for line in node.sh(tool).splitlines():

@@ -1,0 +1,1 @@
+"""The firewall CNI plugin (see plugin.py)."""
