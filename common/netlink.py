@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno as errnos
-import ipaddress
 import time
 
 TYPE_CHECKING = False   # `typing` costs a few ms per plugin start; annotations are strings
@@ -19,6 +18,7 @@ if TYPE_CHECKING:
 from . import netns, rtnl
 from .config import IPAddress, IPInterface, IPNetwork
 from .errors import CniError, Code
+from .ip import from_packed
 from .record import record
 from .rtnl import IFADDRMSG, IFINFOMSG, RTMSG
 
@@ -255,7 +255,7 @@ class Handle:
             fam, prefixlen, _flags, scope, ifindex = msg.header(IFADDRMSG)
             address = msg.attrs(IFADDRMSG).get(rtnl.IFA_ADDRESS)
             if ifindex == index and address and fam in (rtnl.AF_INET, rtnl.AF_INET6):
-                out.append((ipaddress.ip_interface((address, prefixlen)), scope))
+                out.append((IPInterface(from_packed(address), prefixlen), scope))
         return out
 
     def add_address(self, index: int, address: IPInterface) -> None:
@@ -281,9 +281,9 @@ class Handle:
             if fam != _family(family) or rtnl.get_u32(attrs, rtnl.RTA_TABLE, table) != rtnl.RT_TABLE_MAIN:
                 continue
             zero = bytes(4 if family == 4 else 16)
-            dst = ipaddress.ip_network((attrs.get(rtnl.RTA_DST, zero), dst_len), strict=False)
+            dst = IPNetwork(from_packed(attrs.get(rtnl.RTA_DST, zero)), dst_len, strict=False)
             gateway = attrs.get(rtnl.RTA_GATEWAY)
-            out.append(RouteEntry(dst, ipaddress.ip_address(gateway) if gateway else None,
+            out.append(RouteEntry(dst, from_packed(gateway) if gateway else None,
                                   rtnl.get_u32(attrs, rtnl.RTA_OIF)))
         return out
 

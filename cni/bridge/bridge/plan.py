@@ -4,14 +4,13 @@ The reference's calcGateways mutates the IPAM result; `gateways()` returns a new
 """
 from __future__ import annotations
 
-import ipaddress
-
 from common.config import IPInterface
+from common.ip import ip_interface
 from common.record import field, record, replace
 from common.types import DNS, Interface, IPConfig, Result, Route
 
 CONTAINER_INDEX = 2   # interfaces = [bridge, host veth, container veth]: every IP is on the container veth
-_DEFAULT = {4: ipaddress.ip_interface("0.0.0.0/0"), 6: ipaddress.ip_interface("::/0")}
+_DEFAULT = {4: ip_interface("0.0.0.0/0"), 6: ip_interface("::/0")}
 
 
 @record(frozen=True)
@@ -27,7 +26,7 @@ class Gateways:
 def gateway_ip(address: IPInterface) -> IPInterface:
     """network + 1, with the address's prefix (the reference's calcGatewayIP)."""
     network = address.network
-    return ipaddress.ip_interface(f"{network.network_address + 1}/{network.prefixlen}")
+    return IPInterface(network.network_address + 1, network.prefixlen)
 
 
 def gateways(ipam: Result, *, is_gateway: bool, is_default_gateway: bool) -> Gateways:
@@ -46,7 +45,7 @@ def gateways(ipam: Result, *, is_gateway: bool, is_default_gateway: bool) -> Gat
             routes.append(Route(dst=_DEFAULT[ipc.version], gw=gateway))
             has_default[ipc.version] = True
         if is_gateway:
-            gws[ipc.version].append(ipaddress.ip_interface(f"{gateway}/{ipc.address.network.prefixlen}"))
+            gws[ipc.version].append(ip_interface(f"{gateway}/{ipc.address.network.prefixlen}"))
     result = replace(ipam, ips=tuple(ips), routes=tuple(routes))
     return Gateways(result=result, v4=tuple(gws[4]), v6=tuple(gws[6]))
 

@@ -145,7 +145,7 @@ def record_name(container_id: str, ifname: str) -> str:
 
 
 def _addresses(path: str) -> list[IPAddress]:
-    import ipaddress
+    from common.ip import ip_address
     try:
         with open(path, encoding="ascii", errors="replace") as f:
             lines = f.read().split()
@@ -154,5 +154,5 @@ def _addresses(path: str) -> list[IPAddress]:
     found: list[IPAddress] = []
     for line in lines:
         with contextlib.suppress(ValueError):
-            found.append(ipaddress.ip_address(line))
+            found.append(ip_address(line))
     return found

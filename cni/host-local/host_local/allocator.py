@@ -7,8 +7,6 @@ one fails, the addresses already reserved in this ADD are released before the er
 """
 from __future__ import annotations
 
-import ipaddress
-
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -16,6 +14,7 @@ if TYPE_CHECKING:
 
 from common.config import IPAddress
 from common.errors import CniError, Code, ConfigError, ErrorCollector
+from common.ip import IPInterface, ip_address
 from common.types import IPConfig
 
 from .config import Range, RangeSet, canonical
@@ -32,7 +31,7 @@ def owner_of(container_id: str, ifname: str) -> str:
 def _address(text: str) -> IPAddress | None:
     """An address as Go's net.ParseIP reads it (a `last_reserved_ip` hint), v4-mapped as IPv4."""
     try:
-        return canonical(ipaddress.ip_address(text))
+        return canonical(ip_address(text))
     except ValueError:
         return None
 
@@ -44,10 +43,10 @@ def address_of(name: str) -> IPAddress | None:
     if "%" in name:
         return None
     try:
-        addr = ipaddress.ip_address(name)
+        addr = ip_address(name)
     except ValueError:
         return None
-    if str(addr) != name or getattr(addr, "ipv4_mapped", None) is not None:
+    if str(addr) != name or addr.ipv4_mapped is not None:
         return None
     return addr
 
@@ -93,7 +92,7 @@ def candidates(range_set: RangeSet, last: IPAddress | None) -> Iterator[tuple[IP
         first = int(ranges[index].start)
     else:
         index, first = ranges.index(home), int(last) + 1
-    make = ipaddress.IPv4Address if range_set.version == 4 else ipaddress.IPv6Address
+    version = range_set.version
     order = [ranges[(index + k) % len(ranges)] for k in range(len(ranges))]
     spans = [(order[0], first, int(order[0].end))]
     spans += [(r, int(r.start), int(r.end)) for r in order[1:]]
@@ -102,7 +101,7 @@ def candidates(range_set: RangeSet, last: IPAddress | None) -> Iterator[tuple[IP
         gateway = int(r.gateway)
         for value in range(low, high + 1):
             if value != gateway:
-                yield make(value), r
+                yield IPAddress(value, version), r
 
 
 def allocate(session: Session, range_sets: tuple[RangeSet, ...], wanted: tuple[IPAddress | None, ...], *,
@@ -165,7 +164,7 @@ def _refuse_duplicate(session: Session, range_set: RangeSet, owner: str) -> None
 
 
 def _ip_config(addr: IPAddress, r: Range) -> IPConfig:
-    return IPConfig(address=ipaddress.ip_interface(f"{addr}/{r.subnet.prefixlen}"), gateway=r.gateway)
+    return IPConfig(address=IPInterface(addr, r.subnet.prefixlen), gateway=r.gateway)
 
 
 # --- DEL, CHECK, GC, STATUS ----------------------------------------------------------------------------

@@ -25,9 +25,7 @@ def in_reference_order(addresses: Iterable[IPInterface]) -> list[IPInterface]:
 def is_loopback(address: IPInterface) -> bool:
     """Go's net.IP.IsLoopback: 127.0.0.0/8, ::1, and IPv4-mapped 127.x (::ffff:127.0.0.1), which Python's
     IPv6Address.is_loopback does not count before 3.13."""
-    ip = address.ip
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return (ip if mapped is None else mapped).is_loopback
+    return (address.ip.ipv4_mapped or address.ip).is_loopback
 
 
 def first_non_loopback(addresses: Iterable[IPInterface]) -> IPInterface | None:

@@ -8,15 +8,13 @@
 """
 from __future__ import annotations
 
-import ipaddress
-
 from common.errors import CniError, Code, TryAgainError
+from common.ip import ip_interface
 from common.record import record
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
-    from ipaddress import IPv4Network, IPv6Network
-    Network = IPv4Network | IPv6Network
+    from common.ip import IPNetwork as Network
 
 DEFAULT_PATH = "/run/pycni/subnet.env"
 
@@ -74,6 +72,6 @@ def _network(values: dict[str, str], key: str, path: str) -> Network | None:
     if not text:
         return None
     try:
-        return ipaddress.ip_interface(text).network   # 10.244.1.1/24 -> 10.244.1.0/24
+        return ip_interface(text).network   # 10.244.1.1/24 -> 10.244.1.0/24
     except ValueError:
         raise CniError(Code.INVALID_CONFIG, f"{path}: {key} is not a CIDR: {text!r}") from None
