@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import errno
-import ipaddress
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -11,6 +10,7 @@ from typing import Any
 import pytest
 
 from common import netlink, netns
+from common.ip import ip_address, ip_interface, ip_network
 from common.netlink import LinkError, RouteSpec
 
 pytestmark = pytest.mark.root
@@ -117,7 +117,7 @@ def test_bridge_port_master_hairpin_isolation_and_oper_up(host_ns: Any, netns_fa
 def test_addresses(host_ns: Any, host: netlink.Handle) -> None:
     host.add_bridge("br0", mtu=0, vlan_filtering=False)
     index = host.link("br0").index
-    v4, v6 = ipaddress.ip_interface("10.22.0.1/24"), ipaddress.ip_interface("fd00:22::1/64")
+    v4, v6 = ip_interface("10.22.0.1/24"), ip_interface("fd00:22::1/64")
     host.add_address(index, v4)
     host.add_address(index, v6)
     with pytest.raises(LinkError) as info:
@@ -138,22 +138,22 @@ def test_routes(host_ns: Any, host: netlink.Handle) -> None:
     host.add_bridge("br0", mtu=0, vlan_filtering=False)
     index = host.link("br0").index
     host.set_up(index)
-    host.add_address(index, ipaddress.ip_interface("10.22.0.1/24"))
-    gw = ipaddress.ip_address("10.22.0.254")
-    host.add_route(index, RouteSpec(dst=ipaddress.ip_network("0.0.0.0/0"), gateway=gw))
-    host.add_route(index, RouteSpec(dst=ipaddress.ip_network("10.9.0.0/16"), priority=7))
-    host.add_route(index, RouteSpec(dst=ipaddress.ip_network("10.8.0.0/16"), gateway=gw, table=1000))
-    host.add_route(index, RouteSpec(dst=ipaddress.ip_network("10.7.0.0/16"), scope=253))
-    host.add_route(index, RouteSpec(dst=ipaddress.ip_network("fd01::/64")))
+    host.add_address(index, ip_interface("10.22.0.1/24"))
+    gw = ip_address("10.22.0.254")
+    host.add_route(index, RouteSpec(dst=ip_network("0.0.0.0/0"), gateway=gw))
+    host.add_route(index, RouteSpec(dst=ip_network("10.9.0.0/16"), priority=7))
+    host.add_route(index, RouteSpec(dst=ip_network("10.8.0.0/16"), gateway=gw, table=1000))
+    host.add_route(index, RouteSpec(dst=ip_network("10.7.0.0/16"), scope=253))
+    host.add_route(index, RouteSpec(dst=ip_network("fd01::/64")))
     with pytest.raises(LinkError) as info:
-        host.add_route(index, RouteSpec(dst=ipaddress.ip_network("0.0.0.0/0"), gateway=gw))
+        host.add_route(index, RouteSpec(dst=ip_network("0.0.0.0/0"), gateway=gw))
     assert info.value.errno == errno.EEXIST
     routes = {(r.dst, r.gateway, r.oif) for r in host.routes(4)}
-    assert routes == {(ipaddress.ip_network("0.0.0.0/0"), gw, index),
-                      (ipaddress.ip_network("10.22.0.0/24"), None, index),
-                      (ipaddress.ip_network("10.9.0.0/16"), None, index),
-                      (ipaddress.ip_network("10.7.0.0/16"), None, index)}
-    assert (ipaddress.ip_network("fd01::/64"), None, index) in {(r.dst, r.gateway, r.oif) for r in host.routes(6)}
+    assert routes == {(ip_network("0.0.0.0/0"), gw, index),
+                      (ip_network("10.22.0.0/24"), None, index),
+                      (ip_network("10.9.0.0/16"), None, index),
+                      (ip_network("10.7.0.0/16"), None, index)}
+    assert (ip_network("fd01::/64"), None, index) in {(r.dst, r.gateway, r.oif) for r in host.routes(6)}
     [table] = ip_json(host_ns, "route", "show", "table", "1000")
     assert table["dst"] == "10.8.0.0/16" and table["gateway"] == "10.22.0.254"
     [metric] = ip_json(host_ns, "route", "show", "10.9.0.0/16")
@@ -184,7 +184,7 @@ def test_missing_links_and_namespaces(tmp_path: Any, host: netlink.Handle) -> No
 def test_ipv4_addresses_get_the_subnet_broadcast_as_go_sets_it(host_ns: Any, host: netlink.Handle,
                                                                 address: str, broadcast: str | None) -> None:
     host.add_bridge("br0", mtu=0, vlan_filtering=False)
-    host.add_address(host.link("br0").index, ipaddress.ip_interface(address))
+    host.add_address(host.link("br0").index, ip_interface(address))
     [shown] = ip_json(host_ns, "addr", "show", "br0")
     [entry] = [a for a in shown["addr_info"] if a["family"] == "inet"]
     assert entry.get("broadcast") == broadcast

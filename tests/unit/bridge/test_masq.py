@@ -1,9 +1,8 @@
 """ipMasq scripts vs golden text (the reference's exact state), teardown and GC from saved state."""
 from __future__ import annotations
 
-from ipaddress import ip_interface
-
 from bridge import masq
+from common.ip import ip_interface
 
 CHAIN = "CNI-70a29d9dc18bc4d652ea5d59"          # FormatChainName("mynet", "abc123")
 C = r'-m comment --comment "name: \"mynet\" id: \"abc123\""'

@@ -1,9 +1,8 @@
 """Gateways, default routes and the assembled ADD result (pure)."""
 from __future__ import annotations
 
-from ipaddress import ip_address, ip_interface
-
 from bridge.plan import Interfaces, assemble, gateway_ip, gateways, route_gateway
+from common.ip import ip_address, ip_interface
 from common.result import render
 from common.types import DNS, Interface, IPConfig, Result, Route
 

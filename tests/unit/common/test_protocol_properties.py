@@ -1,7 +1,6 @@
 """Property-based tests of the protocol core: whatever arrives, the answer is a result or a spec error."""
 from __future__ import annotations
 
-import ipaddress
 import json
 
 from hypothesis import given, settings
@@ -10,6 +9,7 @@ from hypothesis import strategies as st
 from common import result
 from common.config import parse_cni_args
 from common.errors import CniError
+from common.ip import IPAddress, IPInterface
 from common.skel import Plugin
 from common.types import DNS, Interface, IPConfig, Result, Route
 from support import cni_env, in_process
@@ -65,8 +65,8 @@ def test_cni_args_parse_or_code_4(text):
         assert set(values) <= {"IP", "MAC"}
 
 
-v4 = st.builds(lambda a, p: ipaddress.ip_interface((a, p)), st.integers(0, 2**32 - 1), st.integers(0, 32))
-v6 = st.builds(lambda a, p: ipaddress.ip_interface((ipaddress.IPv6Address(a), p)), st.integers(0, 2**128 - 1),
+v4 = st.builds(lambda a, p: IPInterface(IPAddress(a, 4), p), st.integers(0, 2**32 - 1), st.integers(0, 32))
+v6 = st.builds(lambda a, p: IPInterface(IPAddress(a, 6), p), st.integers(0, 2**128 - 1),
                st.integers(0, 128))
 addresses = v4 | v6
 ips = st.builds(lambda a, g, i: IPConfig(address=a, gateway=a.ip if g else None, interface=i),

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import errno
-import ipaddress
 import struct
 
 import pytest
 
 from common import netlink, rtnl
+from common.ip import ip_address, ip_interface, ip_network
 from common.netlink import Handle, LinkError, RouteSpec
 
 
@@ -292,29 +292,29 @@ def test_address_requests_and_dump_filtering() -> None:
     def addr(family: int, index: int, raw: bytes, prefixlen: int, scope: int) -> tuple[int, int, bytes]:
         body = rtnl.ifaddrmsg(family, prefixlen=prefixlen, scope=scope, index=index)
         return rtnl.RTM_NEWADDR, rtnl.NLM_F_MULTI, body + rtnl.attr(rtnl.IFA_ADDRESS, raw)
-    v6 = ipaddress.ip_address("fe80::1").packed
+    v6 = ip_address("fe80::1").packed
     handle, kernel = fake_handle(
         [ack()], [ack()],
         [addr(2, 3, h("0a000001"), 24, 0), addr(2, 9, h("0a000101"), 24, 0), addr(10, 3, v6, 64, 253), done()])
-    handle.add_address(3, ipaddress.ip_interface("10.0.0.1/24"))
-    handle.delete_address(3, ipaddress.ip_interface("fd00::1/64"))
+    handle.add_address(3, ip_interface("10.0.0.1/24"))
+    handle.delete_address(3, ip_interface("fd00::1/64"))
     assert sent(kernel, 0) == (rtnl.RTM_NEWADDR, 0x605, h("02 18 00 00 03000000")
                                + h("0800 0200 0a000001 0800 0100 0a000001 0800 0400 0a0000ff"))   # IFA_BROADCAST
-    packed = ipaddress.ip_address("fd00::1").packed
+    packed = ip_address("fd00::1").packed
     assert sent(kernel, 1) == (rtnl.RTM_DELADDR, 5, h("0a 40 00 00 03000000") + h("1400 0200") + packed
                                + h("1400 0100") + packed)
-    assert handle.addresses(3) == [(ipaddress.ip_interface("10.0.0.1/24"), 0),
-                                   (ipaddress.ip_interface("fe80::1/64"), 253)]
+    assert handle.addresses(3) == [(ip_interface("10.0.0.1/24"), 0),
+                                   (ip_interface("fe80::1/64"), 253)]
     assert sent(kernel)[2] == h("00 00 00 00 00000000")
 
 
 def test_route_requests() -> None:
     handle, kernel = fake_handle([ack()], [ack()], [ack(-errno.EEXIST)])
-    handle.add_route(3, RouteSpec(dst=ipaddress.ip_network("10.9.0.0/16")))
-    handle.add_route(3, RouteSpec(dst=ipaddress.ip_network("0.0.0.0/0"), gateway=ipaddress.ip_address("10.1.0.254"),
+    handle.add_route(3, RouteSpec(dst=ip_network("10.9.0.0/16")))
+    handle.add_route(3, RouteSpec(dst=ip_network("0.0.0.0/0"), gateway=ip_address("10.1.0.254"),
                                   priority=5, table=1000, scope=0))
     with pytest.raises(LinkError) as info:
-        handle.add_route(3, RouteSpec(dst=ipaddress.ip_network("fd01::/64"), table=100))
+        handle.add_route(3, RouteSpec(dst=ip_network("fd01::/64"), table=100))
     assert info.value.errno == errno.EEXIST
     new = rtnl.NLM_F_REQUEST | rtnl.NLM_F_ACK | rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL
     assert sent(kernel, 0) == (rtnl.RTM_NEWROUTE, new, h("02 10 00 00 fe 03 00 01 00000000")
@@ -332,6 +332,6 @@ def test_routes_keep_the_main_table_of_the_family() -> None:
     handle, kernel = fake_handle([route(254, b"", 0, h("0a0000fe")), route(255, h("0a000001"), 32),
                                   route(1000, h("0a080000"), 16), route(254, h("0a000000"), 24), done()])
     assert handle.routes(4) == [
-        netlink.RouteEntry(ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_address("10.0.0.254"), 3),
-        netlink.RouteEntry(ipaddress.ip_network("10.0.0.0/24"), None, 3)]
+        netlink.RouteEntry(ip_network("0.0.0.0/0"), ip_address("10.0.0.254"), 3),
+        netlink.RouteEntry(ip_network("10.0.0.0/24"), None, 3)]
     assert sent(kernel)[:2] == (rtnl.RTM_GETROUTE, rtnl.NLM_F_REQUEST | rtnl.NLM_F_DUMP)

@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from common import ip
 from common.errors import CniError, Code
 from common.skel import Plugin, Request
 from common.types import IPConfig, Result
@@ -21,8 +22,7 @@ CONF = {"cniVersion": "1.0.0", "name": "net1", "type": "demo"}
 
 
 def add(request: Request) -> Result:
-    return Result(ips=(IPConfig(address=ipaddress.ip_interface("10.0.0.2/24"),
-                                gateway=ipaddress.ip_address("10.0.0.1")),))
+    return Result(ips=(IPConfig(address=ip.ip_interface("10.0.0.2/24"), gateway=ip.ip_address("10.0.0.1")),))
 
 
 def boom(request: Request) -> None:

@@ -2,17 +2,17 @@
 ourselves), DEL/GC against a dump with other writers' rules, CHECK's messages in the reference's words."""
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 
 import pytest
 
 from common.firewall.iptables import parse_save
+from common.ip import IPAddress, ip_address
 from firewall_cni import rules_iptables as rules
 from firewall_cni.config import FirewallConf
 
 GOLDEN = Path(__file__).parent / "golden"
-IP4, IP4B, IP6 = (ipaddress.ip_address(a) for a in ("10.99.1.2", "10.99.1.3", "fd99:1::2"))
+IP4, IP4B, IP6 = (ip_address(a) for a in ("10.99.1.2", "10.99.1.3", "fd99:1::2"))
 
 CLEAN = """*filter
 :INPUT ACCEPT [0:0]
@@ -103,7 +103,7 @@ def test_gc_keeps_isolation_when_interfaces_are_unknown_and_wildcards() -> None:
      "--comment CNI firewall plugin rules (ingressPolicy: same-bridge) -j CNI-ISOLATION-STAGE-2] not found"),
     ("ours", [IP4], "cni1", None),
 ], ids=["no-jump", "no-v6-rule", "go111-ok", "other-bridge", "ours-ok"])
-def test_check(snapshot: str, ips: list[ipaddress.IPv4Address], bridge: str | None, msg: str | None) -> None:
+def test_check(snapshot: str, ips: list[IPAddress], bridge: str | None, msg: str | None) -> None:
     policy = "isolated" if snapshot == "ours" else "same-bridge"
     assert rules.check(conf(policy), list(ips), bridge, parse_save(SNAPSHOTS[snapshot], "filter")) == msg
 

@@ -2,20 +2,20 @@
 (two networks: net1 c1 isolated on cni1, net2 c2 same-bridge on cni2, as our ADDs left them)."""
 from __future__ import annotations
 
-import ipaddress
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from common.ip import ip_address
 from firewall_cni import rules_nftables as rules
 from firewall_cni.config import Attachment, FirewallConf
 
 GOLDEN = Path(__file__).parent / "golden"
 OBJECTS: list[dict[str, Any]] = json.loads((GOLDEN / "two_networks.json").read_text())["nftables"]
 C1, C2 = Attachment("net1", "c1", "eth0"), Attachment("net2", "c2", "eth0")
-IP4, IP6 = ipaddress.ip_address("10.99.1.2"), ipaddress.ip_address("fd99:1::2")
+IP4, IP6 = ip_address("10.99.1.2"), ip_address("fd99:1::2")
 
 
 def handles(chain: str, comment: str) -> list[int]:
@@ -68,10 +68,10 @@ def test_gc_removes_invalid_attachments_of_its_network_and_gone_bridges() -> Non
 
 @pytest.mark.parametrize(("who", "ips", "bridge", "policy", "msg"), [
     (C1, [IP4, IP6], "cni1", "isolated", None),
-    (C2, [ipaddress.ip_address("10.99.2.2")], "cni2", "same-bridge", None),
+    (C2, [ip_address("10.99.2.2")], "cni2", "same-bridge", None),
     (C2, [IP4], None, "open", 'expected rule [ip daddr 10.99.1.2 ct state related,established accept comment '
      '"net2 c2 eth0"] in table inet cni_plugins_firewall not found'),
-    (C2, [ipaddress.ip_address("10.99.2.2")], "cni2", "isolated",
+    (C2, [ip_address("10.99.2.2")], "cni2", "isolated",
      'expected isolation-stage-1 rule [iifname "cni2" oifname "cni2" drop] in table inet cni_plugins_firewall '
      "not found"),
 ], ids=["c1-ok", "c2-ok", "wrong-address", "isolated-missing"])

@@ -1,13 +1,13 @@
 """The allocation policy over an in-memory store: round-robin, wrap, gateway, exhaustion, atomicity, requests."""
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 import pytest
 
 from common.config import Node
 from common.errors import CniError, Code
+from common.ip import ip_address
 from host_local import allocator
 from host_local.config import RangeSet, parse_range
 from host_local.store import MemoryStore
@@ -18,7 +18,7 @@ def rset(*ranges: dict[str, Any], path: str = "ipam.ranges[0]") -> RangeSet:
 
 
 def addr(text: str) -> Any:
-    return ipaddress.ip_address(text)
+    return ip_address(text)
 
 
 def add(store: MemoryStore, sets: tuple[RangeSet, ...], cid: str, ifname: str = "eth0",

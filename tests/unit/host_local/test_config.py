@@ -1,13 +1,13 @@
 """ipam configuration: defaults, the three sources of ranges and of requested IPs, every invalid-input message."""
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 import pytest
 
 from common.config import base_netconf
 from common.errors import CniError, Code
+from common.ip import ip_address
 from host_local import config
 
 
@@ -20,7 +20,7 @@ def load(ipam: dict[str, Any] | None, *, version: str = "1.0.0", cni_args: dict[
 
 
 def addr(text: str) -> Any:
-    return ipaddress.ip_address(text)
+    return ip_address(text)
 
 
 def test_defaults_for_ipv4() -> None:

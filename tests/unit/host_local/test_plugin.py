@@ -1,7 +1,6 @@
 """The whole plugin through common.skel.dispatch: env dict + stdin bytes in, exit status + JSON out."""
 from __future__ import annotations
 
-import ipaddress
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -9,6 +8,7 @@ from typing import Any
 import pytest
 
 from common import result as results
+from common.ip import ip_address, ip_interface
 from common.types import DNS, IPConfig, Result
 from host_local import dns
 from host_local.plugin import PLUGIN
@@ -66,8 +66,8 @@ def test_every_version_allocates(data_dir: Path, version: str) -> None:
 
 
 def test_result_renders_with_dns_at_three_versions() -> None:
-    result = Result(ips=(IPConfig(address=ipaddress.ip_interface("10.0.0.2/24"),
-                                  gateway=ipaddress.ip_address("10.0.0.1")),),
+    result = Result(ips=(IPConfig(address=ip_interface("10.0.0.2/24"),
+                                  gateway=ip_address("10.0.0.1")),),
                     dns=DNS(nameservers=("10.0.0.53",), domain="example.org"))
     dns_json = {"nameservers": ["10.0.0.53"], "domain": "example.org"}
     assert results.render(result, "0.2.0") == {"cniVersion": "0.2.0", "dns": dns_json,

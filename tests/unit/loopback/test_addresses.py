@@ -1,19 +1,19 @@
 """loopback's pure logic: Go's loopback-address rule, which address ADD names, the result and how it renders."""
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 import pytest
 
 from common import result as results
+from common.ip import ip_interface
 from loopback.addresses import first_non_loopback, is_loopback, lo_result
 
 SANDBOX = "/run/netns/pod1"
 
 
 def addrs(*texts: str) -> list[Any]:
-    return [ipaddress.ip_interface(t) for t in texts]
+    return [ip_interface(t) for t in texts]
 
 
 @pytest.mark.parametrize("text, loopback", [
@@ -24,16 +24,16 @@ def addrs(*texts: str) -> list[Any]:
     ("::127.0.0.1/128", False),       # IPv4-compatible, not IPv4-mapped: not loopback in Go either
 ])
 def test_is_loopback_follows_go(text: str, loopback: bool) -> None:
-    assert is_loopback(ipaddress.ip_interface(text)) is loopback
+    assert is_loopback(ip_interface(text)) is loopback
 
 
 def test_first_non_loopback_checks_every_ipv4_address_before_ipv6() -> None:
     """The reference lists (and checks) IPv4, then IPv6: a foreign IPv4 address is named even when the kernel
     listed a foreign IPv6 one first."""
     assert first_non_loopback(addrs("::1/128", "fd00::1/128", "127.0.0.1/8", "10.5.5.5/32")) == \
-        ipaddress.ip_interface("10.5.5.5/32")
+        ip_interface("10.5.5.5/32")
     assert first_non_loopback(addrs("127.0.0.1/8", "::1/128", "fd00::1/128", "fd00::2/128")) == \
-        ipaddress.ip_interface("fd00::1/128")
+        ip_interface("fd00::1/128")
     assert first_non_loopback(addrs("127.0.0.1/8", "127.0.0.2/8", "::1/128")) is None
     assert first_non_loopback([]) is None
 

@@ -1,13 +1,13 @@
 """portmap configuration: every bad input is code 7 with a message naming the key path and the value."""
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 import pytest
 
 from common.config import base_netconf
 from common.errors import CniError
+from common.ip import ip_interface
 from common.types import Interface, IPConfig, Result
 from portmap import config
 
@@ -100,13 +100,13 @@ def test_conditions_choose_the_backend_when_unset() -> None:
 def test_container_ips_follow_the_interface_index_like_the_reference() -> None:
     result = Result(
         interfaces=(Interface("cni0"), Interface("eth0", sandbox="/run/netns/x"), Interface("eth1", sandbox="/x")),
-        ips=(IPConfig(ipaddress.ip_interface("10.0.0.1/24"), interface=0),
-             IPConfig(ipaddress.ip_interface("10.0.1.5/24"), interface=2),
-             IPConfig(ipaddress.ip_interface("10.0.2.5/24"), interface=1),
-             IPConfig(ipaddress.ip_interface("fd00::5/64")),
-             IPConfig(ipaddress.ip_interface("10.0.3.5/24"), interface=1)))
-    assert config.container_ips(result, "eth0") == (ipaddress.ip_interface("10.0.2.5/24"),
-                                                     ipaddress.ip_interface("fd00::5/64"))
+        ips=(IPConfig(ip_interface("10.0.0.1/24"), interface=0),
+             IPConfig(ip_interface("10.0.1.5/24"), interface=2),
+             IPConfig(ip_interface("10.0.2.5/24"), interface=1),
+             IPConfig(ip_interface("fd00::5/64")),
+             IPConfig(ip_interface("10.0.3.5/24"), interface=1)))
+    assert config.container_ips(result, "eth0") == (ip_interface("10.0.2.5/24"),
+                                                     ip_interface("fd00::5/64"))
     assert config.container_ips(Result(), "eth0") == (None, None)
 
 

@@ -1,12 +1,12 @@
 """Pure nftables builders: golden `nft -f` scripts, and DEL/GC/CHECK against sample `nft -j list` objects."""
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from common.ip import ip_interface
 from portmap import rules_nftables as rules
 from portmap.config import PortmapConf
 from support.portmap_cases import CASES, CID, IP4
@@ -109,7 +109,7 @@ def test_check_counts_the_containers_rules_on_this_network() -> None:
     assert rules.check(conf, "other", ip, V4) == ["2 rule(s) in chain masquerading"]
     other = PortmapConf(name="othernet", mappings=conf.mappings)
     # othernet's rules: 11 (tagged) and 14 (untagged, its address); mynet's two masquerade rules do not count
-    assert rules.check(other, CID, ipaddress.ip_interface("10.5.0.5/24"), V4) == ["1 rule(s) in chain masquerading"]
+    assert rules.check(other, CID, ip_interface("10.5.0.5/24"), V4) == ["1 rule(s) in chain masquerading"]
     assert rules.check(conf, CID, IP4, None) == ["table ip cni_hostport not found"]
 
 
