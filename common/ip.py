@@ -46,8 +46,6 @@ def _v6_int(text: str) -> int:
     if "." in parts[-1]:                        # an embedded IPv4 tail: ::ffff:1.2.3.4
         v4 = _v4_int(parts.pop())
         parts += [f"{v4 >> 16:x}", f"{v4 & 0xFFFF:x}"]
-    if len(parts) > 9:
-        raise ValueError(f"at most 8 colons permitted in {text!r}")
     skip = None                                 # where '::' stands, ignoring the two ends
     for i in range(1, len(parts) - 1):
         if not parts[i]:
@@ -116,6 +114,13 @@ def _ordering(cls: type) -> type:
     for name, method in ("__le__", le), ("__gt__", gt), ("__ge__", ge):
         setattr(cls, name, method)
     return cls
+
+
+def _format(value: object, spec: str) -> str:
+    """String specs ("", ">20s") as ipaddress; its binary and hex ones ("b", "#x") are not needed here."""
+    if spec and spec[-1] != "s":
+        raise TypeError(f"unsupported format string {spec!r} for {type(value).__name__}")
+    return format(str(value), spec)
 
 
 def _same_version(a: IPAddress, b: IPAddress) -> None:
@@ -200,7 +205,7 @@ class IPAddress:
         return f"{text}%{self.scope_id}" if self.scope_id else text
 
     def __format__(self, spec: str) -> str:
-        return format(str(self), spec)
+        return _format(self, spec)
 
     def __repr__(self) -> str:
         return f"IPv{self.version}Address({str(self)!r})"
@@ -314,7 +319,7 @@ class IPInterface:
         return f"{self._address}/{self.network.prefixlen}"
 
     def __format__(self, spec: str) -> str:
-        return format(str(self), spec)
+        return _format(self, spec)
 
     def __repr__(self) -> str:
         return f"IPv{self.version}Interface({str(self)!r})"
