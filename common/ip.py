@@ -5,7 +5,8 @@ keyword, reprlib and itertools (~4.5 ms more); this module imports nothing. Pars
 ordering follow Python 3.11's ipaddress exactly, quirks included (IPv6 zones, netmask prefixes on IPv4, leading
 zeros in a prefix length); tests/unit/common/test_ip.py checks that against the stdlib on generated inputs.
 One class per kind serves both families (`version` tells them apart); where ipaddress has an attribute on one
-family only, the other answers None (`ipv4_mapped`, `scope_id`).
+family only, the other answers None (`ipv4_mapped`, `scope_id`). Values are always true (no __bool__ or __len__),
+as in ipaddress, so `addr.ipv4_mapped or addr` is safe for 0.0.0.0.
 """
 from __future__ import annotations
 
