@@ -35,10 +35,12 @@ FORBIDDEN = {
     "asyncio": "an event loop for a millisecond process (pyroute2 brought one)",
     "pyroute2": "~110 ms to import plus 60-90 ms of teardown per call; common/rtnl.py is the netlink client",
     "netaddr": "~40 ms to import; addresses use ipaddress",
+    "contextlib": "imports functools and collections (~4.5 ms); common/scoped.py has the three pieces we use",
+    "ctypes": "~3.5 ms, and PyInstaller's bootstrap imports it wherever it is bundled; common/netns.py uses _ctypes",
 }
 # Beyond FORBIDDEN, per plugin: what its work never needs, so its start-up must not pay for it.
 NOT_NEEDED = {
-    "host-local": {"ctypes": "host-local enters no netns", "common.netns": "host-local enters no netns",
+    "host-local": {"common.netns": "host-local enters no netns",
                    "common.netlink": "host-local configures no link", "common.rtnl": "host-local configures no link",
                    "common.exec": "host-local runs no program"},
 }

@@ -1,17 +1,16 @@
 """The bridge plugin's verbs: an imperative shell of named steps over pure plans (plan, masq, spoofchk).
 
-A failed ADD unwinds, in reverse order, what it created for this container (ExitStack callbacks): the veth,
+A failed ADD unwinds, in reverse order, what it created for this container (common.scoped.Undo callbacks): the veth,
 the IPAM allocation (IPAM DEL), spoof-check and masquerade rules. The bridge and its addresses are shared by
 all containers and are kept, as in the reference.
 """
 from __future__ import annotations
 
-import contextlib
-
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 
 from common.config import valid_attachments
 from common.errors import CniError, Code, ConfigError, ErrorCollector
+from common.scoped import Undo
 from common.skel import Plugin, Request
 from common.types import Interface, Result
 
@@ -45,14 +44,14 @@ def add(request: Request, effects: Host) -> Result:
     from .rules import Rules
     conf = load(request)
     with effects.open_node() as host, effects.open_pod(request.netns) as cont:
-        with contextlib.ExitStack() as undo:   # inside: the undo callbacks still need both handles
+        with Undo() as undo:   # inside: the undo callbacks still need both handles
             result = _add(request, conf, host=host, cont=cont, undo=undo, effects=effects,
                           rules=Rules(effects.programs))
             undo.pop_all()
     return result
 
 
-def _add(request: Request, conf: BridgeConf, *, host: Handle, cont: Handle, undo: contextlib.ExitStack,
+def _add(request: Request, conf: BridgeConf, *, host: Handle, cont: Handle, undo: Undo,
          effects: Host, rules: Rules) -> Result:
     from . import links, plan
     bridge = links.ensure_bridge(host, conf)
@@ -85,7 +84,7 @@ def _add(request: Request, conf: BridgeConf, *, host: Handle, cont: Handle, undo
 
 
 def _add_layer3(request: Request, conf: BridgeConf, *, host: Handle, cont: Handle, bridge: Link,
-                undo: contextlib.ExitStack, effects: Host, rules: Rules) -> tuple[Result, tuple[Interface, ...]]:
+                undo: Undo, effects: Host, rules: Rules) -> tuple[Result, tuple[Interface, ...]]:
     """IPAM, container addresses and routes, gateway addresses, masquerading."""
     from common import ipam
 
