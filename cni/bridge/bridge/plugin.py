@@ -12,6 +12,7 @@ from common.config import valid_attachments
 from common.errors import CniError, Code, ConfigError, ErrorCollector
 from common.scoped import Undo
 from common.skel import Plugin, Request
+from common.timeline import mark
 from common.types import Interface, Result
 
 from .host import Host
@@ -64,6 +65,7 @@ def _add(request: Request, conf: BridgeConf, *, host: Handle, cont: Handle, undo
     inner = cont.link(request.ifname)
     if inner is None:
         raise CniError(Code.INTERNAL, f"container interface {request.ifname!r} vanished during ADD")
+    mark("bridge: bridge and veth ready")
     if conf.macspoofchk:
         undo.callback(_quietly, rules.spoofchk_setup(container_id=request.container_id, ifname=request.ifname,
                                                     host_veth=port.name, mac=inner.mac))
@@ -101,10 +103,12 @@ def _add_layer3(request: Request, conf: BridgeConf, *, host: Handle, cont: Handl
         raise CniError(Code.INTERNAL, f"container interface {request.ifname!r} vanished during ADD")
     container.configure(cont, link.index, gws.result)
     extra = _gateways(host, conf, bridge, gws) if conf.is_gateway else ()
+    mark("bridge: addresses and routes set")
     if conf.ip_masq:
         ips = [i.address for i in gws.result.ips]
         undo.callback(_quietly, rules.masq_setup(ips, conf=conf, container_id=request.container_id,
                                                  ifname=request.ifname))
+        mark("bridge: masquerade rules written")
     return gws.result, extra
 
 
