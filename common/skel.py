@@ -117,6 +117,7 @@ def dispatch(plugin: Plugin, env: Mapping[str, str], read_stdin: Callable[[], by
         handler = plugin.handlers.get(command)
         mark(f"{command} {plugin.name}: request read")
         result = handler(request) if handler else None
+        mark(f"{command} {plugin.name}: done")
         if result is None:
             return Outcome(0)
         from . import result as results

@@ -34,5 +34,6 @@ def test_the_timeline_of_a_chain_add_and_del(dist_bin, tmp_path):
         assert [at for _, at in phases] == sorted(at for _, at in phases), step
     assert [name for name, _ in by_step["bridge ADD"]][3:-2] == [
         "ADD bridge: request read", "bridge: bridge and veth ready", "IPAM ADD host-local: start",
-        "IPAM ADD host-local: done", "bridge: addresses and routes set", "bridge: masquerade rules written"]
+        "ADD host-local: request read", "ADD host-local: done", "IPAM ADD host-local: done",
+        "bridge: addresses and routes set", "bridge: masquerade rules written", "bridge: port up", "ADD bridge: done"]
     assert "portmap: rules written" in [name for name, _ in by_step["portmap ADD"]]

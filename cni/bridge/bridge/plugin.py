@@ -78,6 +78,7 @@ def _add(request: Request, conf: BridgeConf, *, host: Handle, cont: Handle, undo
         cont.set_up(inner.index)
     if not conf.disable_container_interface:
         _wait_port_up(host, port.index)
+        mark("bridge: port up")
     ifaces = plan.Interfaces(
         bridge=Interface(name=bridge.name, mac=_mac(host, bridge.index)),
         host=Interface(name=port.name, mac=_mac(host, port.index)),
