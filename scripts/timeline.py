@@ -23,12 +23,13 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def run_plugin(binary: Path, command: str, conf: dict, *, netns: str, container: str, marks: Path | None,
-               cni_path: Path) -> tuple[float, float, bytes]:
+def run_plugin(binary: Path, command: str, conf: dict[str, Any], *, netns: str, container: str,
+               marks: Path | None, cni_path: Path) -> tuple[float, float, bytes]:
     env = {"PATH": PATH, "CNI_COMMAND": command, "CNI_CONTAINERID": container, "CNI_NETNS": netns,
            "CNI_IFNAME": "eth0", "CNI_PATH": str(cni_path)}
     if marks is not None:
@@ -49,17 +50,18 @@ def chain(bin_dir: Path, work: Path, pod_netns: str, n: int, marks: Path | None)
                                        "dataDir": str(work / "ipam"), "routes": [{"dst": "0.0.0.0/0"}]}}
     portmap = {"cniVersion": "1.0.0", "name": "tl-chain", "type": "portmap",
                "runtimeConfig": {"portMappings": [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}]}}
-    container = f"tl-{n}"
     steps = []
-    common = {"netns": pod_netns, "container": container, "marks": marks, "cni_path": bin_dir}
-    start, end, out = run_plugin(bin_dir / "bridge", "ADD", bridge, **common)
-    steps.append(("bridge ADD", start, end))
-    start, end, _ = run_plugin(bin_dir / "portmap", "ADD", {**portmap, "prevResult": json.loads(out)}, **common)
-    steps.append(("portmap ADD", start, end))
-    start, end, _ = run_plugin(bin_dir / "portmap", "DEL", portmap, **common)
-    steps.append(("portmap DEL", start, end))
-    start, end, _ = run_plugin(bin_dir / "bridge", "DEL", bridge, **common)
-    steps.append(("bridge DEL", start, end))
+
+    def step(plugin: str, command: str, conf: dict[str, Any]) -> bytes:
+        start, end, out = run_plugin(bin_dir / plugin, command, conf, netns=pod_netns, container=f"tl-{n}",
+                                     marks=marks, cni_path=bin_dir)
+        steps.append((f"{plugin} {command}", start, end))
+        return out
+
+    added = step("bridge", "ADD", bridge)
+    step("portmap", "ADD", {**portmap, "prevResult": json.loads(added)})
+    step("portmap", "DEL", portmap)
+    step("bridge", "DEL", bridge)
     return steps
 
 
@@ -98,7 +100,7 @@ def inside(args: argparse.Namespace) -> None:
     labels = [label for label, _ in ours[0]]
     if any([label for label, _ in run] != labels for run in ours):
         raise SystemExit("the phases differ between runs; cannot take medians")
-    table = []
+    table: list[dict[str, Any]] = []
     previous = 0.0
     for k, label in enumerate(labels):
         at = statistics.median(run[k][1] for run in ours)
