@@ -155,17 +155,17 @@ def _quietly(func: Callable[..., object], *args: object) -> None:
 # --- DEL -------------------------------------------------------------------------------------------------
 
 def delete(request: Request, effects: Host) -> None:
-    """Best effort: every step runs; missing netns, links or rules count as already removed."""
-    from common import ipam
+    """Best effort: every step runs; missing netns, links or rules count as already removed. The interface is
+    removed on a second thread (common/background.py) while the other steps run: none of them needs it gone."""
+    from common import background, ipam
 
     from . import container
     from .rules import Rules
     conf = load_teardown(request)
     rules = Rules(effects.programs)
     errors = ErrorCollector("DEL")
-    if request.netns:
-        with errors.step("removing container interface"):
-            container.delete_interface(request.netns, request.ifname, open_pod=effects.open_pod)
+    removal = background.start(container.delete_interface, request.netns, request.ifname, effects.open_pod) \
+        if request.netns else None
     if conf.layer3:
         with errors.step("IPAM DEL"):
             ipam.delegate("DEL", request, invoke=effects.invoke)
@@ -176,6 +176,9 @@ def delete(request: Request, effects: Host) -> None:
         with errors.step("removing masquerade rules"):
             rules.masq_teardown(conf.name, container_id=request.container_id, ifname=request.ifname,
                                 families=_families(request))
+    if removal is not None:
+        with errors.step("removing container interface"):
+            removal.wait()
     errors.raise_if_any()
 
 
