@@ -21,6 +21,7 @@ from . import result as results
 from .config import Node
 from .errors import CniError, Code, ConfigError
 from .skel import Request
+from .timeline import mark
 from .types import Result
 
 
@@ -56,7 +57,9 @@ def invoker(in_process: Mapping[str, str]) -> Invoke:
 def delegate(command: str, request: Request, *, invoke: Invoke = exec_plugin) -> Result | None:
     """Run the IPAM plugin for `command`; returns its parsed result for ADD, None otherwise."""
     binary = find_plugin(request.conf.ipam_type, request.path)
+    mark(f"IPAM {command} {request.conf.ipam_type}: start")
     done = invoke(binary, {**request.env, "CNI_COMMAND": command}, request.stdin)
+    mark(f"IPAM {command} {request.conf.ipam_type}: done")
     if done.status != 0:
         raise delegate_error("IPAM", request.conf.ipam_type, command, done)
     if command != "ADD":

@@ -7,7 +7,6 @@ Kernel errors become `LinkError` carrying the errno, so callers can tolerate EEX
 """
 from __future__ import annotations
 
-import contextlib
 import errno as errnos
 import time
 
@@ -21,6 +20,7 @@ from .errors import CniError, Code
 from .ip import from_packed
 from .record import record
 from .rtnl import IFADDRMSG, IFINFOMSG, RTMSG
+from .scoped import contextmanager
 
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
@@ -109,7 +109,7 @@ class Handle:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextlib.contextmanager
+    @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
         try:
             yield

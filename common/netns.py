@@ -6,19 +6,46 @@ as "already gone".
 """
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import errno
 import os
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 from .errors import CniError, Code
+from .scoped import contextmanager
 
 CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _libc_setns() -> Callable[[int, int], int]:
+    """libc's setns(2) through the C module _ctypes alone (os.setns arrives in Python 3.12). The ctypes package
+    on top costs ~3.5 ms of every plugin start here, and with it in the build, PyInstaller's bootstrap imports it
+    in every plugin (docs/benchmarks.md, "Where the time goes"); tests/unit/test_netns.py holds this to ctypes."""
+    import _ctypes
+
+    class CInt(_ctypes._SimpleCData):  # type: ignore[type-arg]  # ctypes.c_int
+        _type_ = "i"
+
+    class Function(_ctypes.CFuncPtr):  # a cdecl function returning int that saves errno (use_errno=True)
+        _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+        _restype_ = CInt
+
+    class Libc:                         # the process's own symbols, as ctypes.CDLL(None)
+        _handle = _ctypes.dlopen(None, os.RTLD_NOW | os.RTLD_LOCAL)  # type: ignore[arg-type]  # NULL: ourselves
+
+    setns = Function(("setns", Libc))  # type: ignore[arg-type]  # anything with a _handle, as CDLL
+    setns.argtypes = (CInt, CInt)
+    return setns
+
+
+def _errno() -> int:
+    import _ctypes
+    return _ctypes.get_errno()
+
+
+_setns_call = _libc_setns()
 
 
 class NetnsGone(CniError):
@@ -37,8 +64,8 @@ class NotANetns(CniError):
 
 
 def _setns(fd: int, path: str) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
+    if _setns_call(fd, CLONE_NEWNET) != 0:
+        err = _errno()
         if err == errno.EINVAL:
             raise NotANetns(path)
         raise CniError(Code.INTERNAL, f"cannot enter network namespace {path!r}: {os.strerror(err)}")
@@ -55,7 +82,7 @@ def open_netns(path: str) -> int:
         raise CniError(Code.INTERNAL, f"cannot open network namespace {path!r}: {exc.strerror}") from None
 
 
-@contextlib.contextmanager
+@contextmanager
 def entered(path: str) -> Iterator[None]:
     """Run the block inside the namespace at `path`; the original namespace is restored even on error."""
     target = open_netns(path)

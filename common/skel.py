@@ -28,6 +28,7 @@ from .config import (
 )
 from .errors import CniError, Code
 from .record import field, record
+from .timeline import mark
 from .types import Result
 
 COMMANDS = ("ADD", "DEL", "CHECK", "VERSION", "GC", "STATUS")
@@ -114,7 +115,9 @@ def dispatch(plugin: Plugin, env: Mapping[str, str], read_stdin: Callable[[], by
             path=tuple(p for p in env.get("CNI_PATH", "").split(os.pathsep) if p),
             stdin=data_bytes(read_stdin), conf=conf, env=env)
         handler = plugin.handlers.get(command)
+        mark(f"{command} {plugin.name}: request read")
         result = handler(request) if handler else None
+        mark(f"{command} {plugin.name}: done")
         if result is None:
             return Outcome(0)
         from . import result as results
@@ -179,6 +182,7 @@ def is_own_netns(path: str) -> bool:
 
 def main(plugin: Plugin) -> None:
     """Process entry point: run one CNI operation with the real environment, streams and exit status."""
+    mark("modules imported")
     cached: list[bytes] = []
 
     def read_stdin() -> bytes:
@@ -201,6 +205,7 @@ def main(plugin: Plugin) -> None:
         sys.stderr.write(outcome.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
+    mark("answered")
     # Speed: skip interpreter teardown (module and object destruction costs up to tens of ms). Every file
     # and lock is already closed or released by the handlers; the kernel drops the rest with the process.
     os._exit(outcome.status)

@@ -35,7 +35,12 @@ Method
      RTT (median/p90 of --overlay-pings) on one node, across nodes over VXLAN and over host-gw; and the time from
      starting pycni-overlayd on a new node to its subnet.env, and to a pod on it answering a remote pod.
   8. podman's own chain (bridge, portmap, firewall, tuning) through libcni: ADD, DEL, ADD+DEL;
-  9. loopback, firewall and tuning each executed directly (no libcni) in a pod namespace: ADD, DEL, ADD+DEL.
+  9. loopback, firewall and tuning each executed directly (no libcni) in a pod namespace: ADD, DEL, ADD+DEL;
+  10. the overlay plugin executed directly, as a kubelet-driven runtime would, over a subnet.env like the one
+     pycni-overlayd (or flannel) writes; it runs the bundled bridge and host-local in-process. Go has no overlay
+     plugin here (flannel's is not in Debian's containernetworking-plugins), so the Go column is Go's bridge
+     executed with the config flannel's plugin delegates for that subnet.env: a lower bound for Go flannel,
+     which adds its own exec.
 * The first iteration (or round) of every repeated row is a warm-up and is discarded.  Each row reports the
   median and p90 (nearest rank) per side and the pycni/go ratio of the medians.  Absolute times on shared
   machines are noisy; compare the ratios measured in one run.
@@ -278,6 +283,33 @@ class Side:
         return {"cniVersion": "1.0.0", "name": "bench-tn", "type": "tuning", "mtu": 1400,
                 "sysctl": {"net.core.somaxconn": "1000"}, "prevResult": prev}, "lo"
 
+    def overlay_subnet(self) -> tuple[str, str]:
+        """Row 10: this side's cluster network and node subnet (FLANNEL_NETWORK, FLANNEL_SUBNET)."""
+        return f"10.25{self.number}.0.0/16", f"10.25{self.number}.1.1/24"
+
+    def overlay_conf(self) -> dict[str, Any]:
+        """Row 10: the overlay plugin's config; where there is none (Go), the bridge config flannel's plugin
+        builds from the same subnet.env (its defaults: isGateway, ipMasq off when the agent masquerades,
+        FLANNEL_MTU, host-local over FLANNEL_SUBNET with a route to FLANNEL_NETWORK) and the same delegate keys."""
+        network, subnet = self.overlay_subnet()
+        delegate = {"bridge": f"{self.name[:2]}b3", "hairpinMode": True, "isDefaultGateway": True}
+        ipam = {"dataDir": str(self.data_dir)}
+        if (self.bin_dir / "overlay").exists():
+            return {"cniVersion": "1.0.0", "name": "bench-overlay", "type": "overlay",
+                    "subnetFile": str(self.work / "subnet.env"), "dataDir": str(self.work / "overlay"),
+                    "delegate": delegate, "ipam": ipam}
+        prefix = subnet.split("/")[1]
+        host_subnet = f"{subnet.rsplit('.', 1)[0]}.0/{prefix}"
+        return {"cniVersion": "1.0.0", "name": "bench-overlay", "type": "bridge", "mtu": 1450, "ipMasq": False,
+                "isGateway": True, **delegate,
+                "ipam": {"type": "host-local", **ipam, "ranges": [[{"subnet": host_subnet}]],
+                         "routes": [{"dst": network}]}}
+
+    def write_subnet_env(self) -> None:
+        network, subnet = self.overlay_subnet()
+        (self.work / "subnet.env").write_text(f"FLANNEL_NETWORK={network}\nFLANNEL_SUBNET={subnet}\n"
+                                              "FLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n")
+
     def host_local_conf(self) -> dict[str, Any]:
         return {"cniVersion": "1.0.0", "name": "bench-host-local",
                 "ipam": {"type": "host-local", "ranges": [[{"subnet": f"10.22{self.number}.0.0/20"}]],
@@ -513,6 +545,29 @@ class Bench:
             out += rows
         return out
 
+    # --- row 10: the overlay plugin (Go: the bridge config flannel would delegate) ---------------------------
+    def row_overlay_cni(self) -> list[Row]:
+        rows = [Row("overlay ADD", "ms"), Row("overlay DEL", "ms"), Row("overlay ADD+DEL", "ms")]
+        for side in self.sides:
+            side.write_subnet_env()
+        for i in range(self.args.iterations + 1):
+            for side in self.sides:
+                if side.name in rows[0].errors:
+                    continue
+                conf = side.overlay_conf()
+                cid = f"bench-{side.name}-overlay-{i}"
+                added = self.plugin(side, str(conf["type"]), "ADD", conf, cid)
+                deleted = self.plugin(side, str(conf["type"]), "DEL", conf, cid)
+                failed = next((f"{verb}: {failure(r)}" for verb, r in (("ADD", added), ("DEL", deleted))
+                               if r["rc"] != 0), None)
+                if failed:
+                    for row in rows:
+                        row.fail(side.name, failed)
+                elif i > 0:   # iteration 0 is the warm-up
+                    for row, value in zip(rows, (ms(added), ms(deleted), ms(added) + ms(deleted))):
+                        row.add(side.name, value)
+        return rows
+
     def row_nat_rules(self) -> list[Row]:
         count = self.args.nat_rules
         started = time.monotonic()
@@ -676,7 +731,8 @@ class Bench:
     # --- the run --------------------------------------------------------------------------------------------------
     def run(self, wanted: set[int]) -> None:
         rows = {1: self.row_chain, 2: self.row_bridge, 3: self.row_nat_rules, 4: self.row_parallel,
-                5: self.row_host_local, 6: self.row_startup, 8: self.row_podman, 9: self.row_meta}
+                5: self.row_host_local, 6: self.row_startup, 8: self.row_podman, 9: self.row_meta,
+                10: self.row_overlay_cni}
         for number, measure in rows.items():
             if number in wanted:
                 self.report(measure())
@@ -932,7 +988,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--allocations", type=int, help="host-local allocations of row 5 (default 2000; "
                         "--quick 300)")
     parser.add_argument("--nat-rules", type=int, default=5000, help="extra nat rules of row 3 (default 5000)")
-    parser.add_argument("--rows", default="1,2,3,4,5,6,7,8,9", help="which rows to run, e.g. 1,5 (default all)")
+    parser.add_argument("--rows", default="1,2,3,4,5,6,7,8,9,10", help="which rows to run, e.g. 1,5 (default all)")
     parser.add_argument("--overlayd", type=Path, help="pycni-overlayd for row 7 (default: dist/overlayd/ next to "
                         "--cni-bin, else overlay/main.py)")
     parser.add_argument("--overlay-seconds", type=int, default=3, help="iperf3 duration per path, row 7")
@@ -948,8 +1004,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.allocations < 2 or args.iterations < 1 or args.parallel_rounds < 1 or args.parallel < 1:
         parser.error("--iterations, --parallel-rounds, --parallel must be >= 1 and --allocations >= 2")
     args.wanted = {int(x) for x in args.rows.split(",") if x.strip()}
-    if not args.wanted <= set(range(1, 10)):
-        parser.error("--rows takes numbers 1-9")
+    if not args.wanted <= set(range(1, 11)):
+        parser.error("--rows takes numbers 1-10")
     if args.overlayd is None:
         built = args.pycni_bin.resolve().parent / "overlayd" / "pycni-overlayd"
         args.overlayd = built if built.exists() else Path(__file__).resolve().parent.parent / "overlay" / "main.py"

@@ -12,6 +12,10 @@ if not getattr(sys, "frozen", False):   # from the source tree, also under `pyth
     # bridge and host-local run in-process when they are the delegates (overlay_cni/delegate.py)
     sys.path[:0] = [_here, _root, os.path.join(_root, "cni", "bridge"), os.path.join(_root, "cni", "host-local")]
 
+from common.timeline import mark  # noqa: E402
+
+mark("interpreter up")  # before: the exec, PyInstaller's bootloader, CPython's own start
+
 from common.skel import main  # noqa: E402
 from overlay_cni.plugin import PLUGIN  # noqa: E402
 

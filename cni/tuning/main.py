@@ -10,6 +10,10 @@ if not getattr(sys, "frozen", False):   # from the source tree, also under `pyth
     _here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:0] = [_here, os.path.dirname(os.path.dirname(_here))]
 
+from common.timeline import mark  # noqa: E402
+
+mark("interpreter up")  # before: the exec, PyInstaller's bootloader, CPython's own start
+
 from common.skel import main  # noqa: E402
 from tuning.plugin import PLUGIN  # noqa: E402
 

@@ -52,7 +52,7 @@ def configure(handle: Handle, index: int, result: Result) -> None:
                     from None
 
 
-def delete_interface(path: str, ifname: str, *, open_pod: Callable[[str], Handle]) -> None:
+def delete_interface(path: str, ifname: str, open_pod: Callable[[str], Handle]) -> None:
     """Remove CNI_IFNAME (and with it the host veth). A missing namespace or link is already done, and so is
     a path that is no namespace any more: the empty file left where one was bind-mounted, once unmounted."""
     try:

@@ -1,18 +1,18 @@
 """The bridge plugin's verbs: an imperative shell of named steps over pure plans (plan, masq, spoofchk).
 
-A failed ADD unwinds, in reverse order, what it created for this container (ExitStack callbacks): the veth,
+A failed ADD unwinds, in reverse order, what it created for this container (common.scoped.Undo callbacks): the veth,
 the IPAM allocation (IPAM DEL), spoof-check and masquerade rules. The bridge and its addresses are shared by
 all containers and are kept, as in the reference.
 """
 from __future__ import annotations
 
-import contextlib
-
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 
 from common.config import valid_attachments
 from common.errors import CniError, Code, ConfigError, ErrorCollector
+from common.scoped import Undo
 from common.skel import Plugin, Request
+from common.timeline import mark
 from common.types import Interface, Result
 
 from .host import Host
@@ -45,14 +45,14 @@ def add(request: Request, effects: Host) -> Result:
     from .rules import Rules
     conf = load(request)
     with effects.open_node() as host, effects.open_pod(request.netns) as cont:
-        with contextlib.ExitStack() as undo:   # inside: the undo callbacks still need both handles
+        with Undo() as undo:   # inside: the undo callbacks still need both handles
             result = _add(request, conf, host=host, cont=cont, undo=undo, effects=effects,
                           rules=Rules(effects.programs))
             undo.pop_all()
     return result
 
 
-def _add(request: Request, conf: BridgeConf, *, host: Handle, cont: Handle, undo: contextlib.ExitStack,
+def _add(request: Request, conf: BridgeConf, *, host: Handle, cont: Handle, undo: Undo,
          effects: Host, rules: Rules) -> Result:
     from . import links, plan
     bridge = links.ensure_bridge(host, conf)
@@ -65,6 +65,7 @@ def _add(request: Request, conf: BridgeConf, *, host: Handle, cont: Handle, undo
     inner = cont.link(request.ifname)
     if inner is None:
         raise CniError(Code.INTERNAL, f"container interface {request.ifname!r} vanished during ADD")
+    mark("bridge: bridge and veth ready")
     if conf.macspoofchk:
         undo.callback(_quietly, rules.spoofchk_setup(container_id=request.container_id, ifname=request.ifname,
                                                     host_veth=port.name, mac=inner.mac))
@@ -77,6 +78,7 @@ def _add(request: Request, conf: BridgeConf, *, host: Handle, cont: Handle, undo
         cont.set_up(inner.index)
     if not conf.disable_container_interface:
         _wait_port_up(host, port.index)
+        mark("bridge: port up")
     ifaces = plan.Interfaces(
         bridge=Interface(name=bridge.name, mac=_mac(host, bridge.index)),
         host=Interface(name=port.name, mac=_mac(host, port.index)),
@@ -85,7 +87,7 @@ def _add(request: Request, conf: BridgeConf, *, host: Handle, cont: Handle, undo
 
 
 def _add_layer3(request: Request, conf: BridgeConf, *, host: Handle, cont: Handle, bridge: Link,
-                undo: contextlib.ExitStack, effects: Host, rules: Rules) -> tuple[Result, tuple[Interface, ...]]:
+                undo: Undo, effects: Host, rules: Rules) -> tuple[Result, tuple[Interface, ...]]:
     """IPAM, container addresses and routes, gateway addresses, masquerading."""
     from common import ipam
 
@@ -102,10 +104,12 @@ def _add_layer3(request: Request, conf: BridgeConf, *, host: Handle, cont: Handl
         raise CniError(Code.INTERNAL, f"container interface {request.ifname!r} vanished during ADD")
     container.configure(cont, link.index, gws.result)
     extra = _gateways(host, conf, bridge, gws) if conf.is_gateway else ()
+    mark("bridge: addresses and routes set")
     if conf.ip_masq:
         ips = [i.address for i in gws.result.ips]
         undo.callback(_quietly, rules.masq_setup(ips, conf=conf, container_id=request.container_id,
                                                  ifname=request.ifname))
+        mark("bridge: masquerade rules written")
     return gws.result, extra
 
 
@@ -151,17 +155,17 @@ def _quietly(func: Callable[..., object], *args: object) -> None:
 # --- DEL -------------------------------------------------------------------------------------------------
 
 def delete(request: Request, effects: Host) -> None:
-    """Best effort: every step runs; missing netns, links or rules count as already removed."""
-    from common import ipam
+    """Best effort: every step runs; missing netns, links or rules count as already removed. The interface is
+    removed on a second thread (common/background.py) while the other steps run: none of them needs it gone."""
+    from common import background, ipam
 
     from . import container
     from .rules import Rules
     conf = load_teardown(request)
     rules = Rules(effects.programs)
     errors = ErrorCollector("DEL")
-    if request.netns:
-        with errors.step("removing container interface"):
-            container.delete_interface(request.netns, request.ifname, open_pod=effects.open_pod)
+    removal = background.start(container.delete_interface, request.netns, request.ifname, effects.open_pod) \
+        if request.netns else None
     if conf.layer3:
         with errors.step("IPAM DEL"):
             ipam.delegate("DEL", request, invoke=effects.invoke)
@@ -172,6 +176,9 @@ def delete(request: Request, effects: Host) -> None:
         with errors.step("removing masquerade rules"):
             rules.masq_teardown(conf.name, container_id=request.container_id, ifname=request.ifname,
                                 families=_families(request))
+    if removal is not None:
+        with errors.step("removing container interface"):
+            removal.wait()
     errors.raise_if_any()
 
 

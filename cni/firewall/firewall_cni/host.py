@@ -13,7 +13,6 @@ that are not valid any more (an address another record still holds keeps its rul
 """
 from __future__ import annotations
 
-import contextlib
 import os
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
@@ -26,6 +25,7 @@ from common import exec as execs
 from common import flock
 from common.errors import CniError, Code
 from common.record import record
+from common.scoped import contextmanager, suppress
 
 from .config import Attachment
 
@@ -44,7 +44,7 @@ class Host:
     net_dev: str = NET_DEV
 
 
-@contextlib.contextmanager
+@contextmanager
 def locked(host: Host) -> Iterator[None]:
     """Exclusive flock serialising our read-modify-write of the shared chains and the records. Waits at most
     lock_timeout (or PYCNI_LOCK_TIMEOUT seconds), then code 11."""
@@ -93,7 +93,7 @@ def write_record(host: Host, who: Attachment, ips: list[IPAddress]) -> None:
                     raise
         os.replace(temp, path)
     except OSError as exc:
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             os.unlink(temp)
         raise CniError(Code.IO_FAILURE, f"cannot write the firewall record {path}: {exc.strerror}") from None
 
@@ -105,14 +105,14 @@ def read_record(host: Host, who: Attachment) -> list[IPAddress]:
 
 def remove_record(host: Host, who: Attachment) -> None:
     path = _record_path(host, who)
-    with contextlib.suppress(FileNotFoundError):
+    with suppress(FileNotFoundError):
         os.unlink(path)
     _remove_if_empty(os.path.dirname(path))
 
 
 def _remove_if_empty(directory: str) -> None:
     """A network's directory goes with its last record (a racing write_record makes it again)."""
-    with contextlib.suppress(OSError):
+    with suppress(OSError):
         os.rmdir(directory)
 
 
@@ -135,7 +135,7 @@ def records(host: Host) -> dict[tuple[str, str], list[IPAddress]]:
 
 
 def remove_named(host: Host, network: str, name: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    with suppress(FileNotFoundError):
         os.unlink(os.path.join(host.data_dir, network, name))
     _remove_if_empty(os.path.join(host.data_dir, network))
 
@@ -153,6 +153,6 @@ def _addresses(path: str) -> list[IPAddress]:
         return []
     found: list[IPAddress] = []
     for line in lines:
-        with contextlib.suppress(ValueError):
+        with suppress(ValueError):
             found.append(ip_address(line))
     return found

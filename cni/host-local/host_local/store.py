@@ -17,7 +17,6 @@ address is taken) or renamed over it; a temp file that cannot be written whole (
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 
@@ -46,6 +45,7 @@ if TYPE_CHECKING:
 
 from common import flock
 from common.errors import CniError, Code, ConfigError
+from common.scoped import contextmanager
 
 from . import files
 
@@ -71,7 +71,7 @@ class MemoryStore:
         self.owners = dict(owners or {})
         self.last = dict(last or {})
 
-    @contextlib.contextmanager
+    @contextmanager
     def session(self) -> Iterator[MemoryStore]:
         yield self
 
@@ -105,7 +105,7 @@ class DiskStore:
         self.lock_timeout = lock_timeout
         self.old_cache = os.path.join(data_dir, f".pycni-owners.{network}")
 
-    @contextlib.contextmanager
+    @contextmanager
     def session(self) -> Iterator[DiskSession]:
         """The network directory, locked for the whole block."""
         dir_fd = self._open_dir()

@@ -5,7 +5,6 @@ firewall backends (common.firewall.backend) it makes run through the same progra
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 
@@ -19,6 +18,7 @@ from common import exec as execs
 from common import flock
 from common.errors import CniError, Code
 from common.record import field, record
+from common.scoped import contextmanager
 
 LOCK_PATH = "/run/pycni/portmap.lock"
 LOCK_TIMEOUT = 10.0
@@ -40,7 +40,7 @@ class Host:
         return self.programs.run(argv, needed_by=needed_by)
 
 
-@contextlib.contextmanager
+@contextmanager
 def locked(host: Host) -> Iterator[None]:
     """Exclusive flock serialising our read-modify-write of the shared chains (two ADDs that both read
     "jump missing" would otherwise both add it). Waits at most lock_timeout, then code 11."""

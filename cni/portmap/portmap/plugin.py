@@ -10,6 +10,7 @@ TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotat
 from common.config import IPInterface
 from common.errors import ConfigError
 from common.skel import Plugin, Request
+from common.timeline import mark
 from common.types import Result
 
 from . import config
@@ -39,9 +40,11 @@ def add(req: Request, host: Host) -> Result:
         return prev
     if conf.snat and ips[0].version == 4:
         enable_route_localnet(host, str(ips[0].ip))
+    mark("portmap: config read")
     with locked(host):
         driver, backend = _driver(host, conf.backend, lambda: _add_read_chains(conf, req.container_id))
         driver.add(backend, conf, req.container_id, ips)
+    mark("portmap: rules written")
     flush_udp_conntrack(host, _udp_ports(conf), [ip.version for ip in ips])
     return prev
 

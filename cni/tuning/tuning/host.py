@@ -5,7 +5,6 @@ Production uses `Host()`; tests give another `enter` (a fake pod) and allowlist 
 """
 from __future__ import annotations
 
-import contextlib
 import os
 
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
@@ -19,6 +18,7 @@ if TYPE_CHECKING:
     from .restore import LinkState
 
 from common.record import field, record
+from common.scoped import contextmanager, suppress
 
 from .sysctls import ALLOWLIST
 
@@ -72,7 +72,7 @@ class Pod:
             handle.set_flag(index, IFF_PROMISC if key == "promisc" else IFF_ALLMULTI, bool(value))
 
 
-@contextlib.contextmanager
+@contextmanager
 def _enter(path: str) -> Iterator[Pod]:
     from common import netns
     with netns.entered(path):   # NetnsGone (code 3) when missing, NotANetns (code 4)
@@ -118,7 +118,7 @@ class Host:
 
     def remove(self, path: str) -> None:
         for name in (path, temporary_of(path)):
-            with contextlib.suppress(FileNotFoundError):
+            with suppress(FileNotFoundError):
                 os.unlink(name)
 
     def names(self, directory: str) -> list[str]:

@@ -8,7 +8,6 @@ files of attachments that are no longer valid; STATUS succeeds when the config p
 """
 from __future__ import annotations
 
-import contextlib
 import errno as errnos
 import os
 import sys
@@ -24,6 +23,7 @@ from common.errors import CniError, Code, ConfigError
 from common.netlink import LinkError
 from common.netns import NetnsGone, NotANetns
 from common.record import replace
+from common.scoped import Undo
 from common.skel import Plugin, Request
 from common.types import Result
 
@@ -43,7 +43,7 @@ def _log(text: str) -> None:
 
 def add(req: Request, host: Host) -> Result:
     conf, prev, files = _validated(req, host)
-    with host.enter(req.netns) as pod, contextlib.ExitStack() as undo:
+    with host.enter(req.netns) as pod, Undo() as undo:
         for sysctl, path in files:
             _write_sysctl(pod, sysctl, path, undo)
         if conf.link_settings():
@@ -143,7 +143,7 @@ def _quietly(step: Any, *args: Any) -> None:
         _log(f"rollback step failed: {exc}")
 
 
-def _write_sysctl(pod: Pod, sysctl: Sysctl, path: str, undo: contextlib.ExitStack) -> None:
+def _write_sysctl(pod: Pod, sysctl: Sysctl, path: str, undo: Undo) -> None:
     try:
         before: str | None = pod.read_sysctl(path).rstrip("\n")
     except OSError:
@@ -158,7 +158,7 @@ def _write_sysctl(pod: Pod, sysctl: Sysctl, path: str, undo: contextlib.ExitStac
         undo.callback(_quietly, pod.write_sysctl, path, before)
 
 
-def _tune_link(req: Request, host: Host, pod: Pod, conf: TuningConf, undo: contextlib.ExitStack) -> None:
+def _tune_link(req: Request, host: Host, pod: Pod, conf: TuningConf, undo: Undo) -> None:
     found = pod.link(req.ifname)
     if found is None:
         raise CniError(Code.INTERNAL, f"no interface {req.ifname!r} (CNI_IFNAME) in the container's network "
@@ -176,7 +176,7 @@ def _tune_link(req: Request, host: Host, pod: Pod, conf: TuningConf, undo: conte
 
 
 def _save_originals(req: Request, host: Host, conf: TuningConf, state: dict[str, Any],
-                    undo: contextlib.ExitStack) -> None:
+                    undo: Undo) -> None:
     """Write the restore file before any change (a killed ADD leaves the originals for DEL), keeping what an
     earlier ADD of the same attachment saved; undone to its previous content (or removal) on failure."""
     path = os.path.join(conf.data_dir, restore.file_name(req.container_id, req.ifname))
