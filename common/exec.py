@@ -3,7 +3,8 @@
 Speed: this uses os.posix_spawn instead of the subprocess module, which imports locale and re (~10-20 ms per
 plugin start). The child's stdin, stdout and stderr are anonymous memory files (memfd): the input is written
 before the child starts and the output read after it exits, so no pipe can fill up and deadlock, without threads.
-A pidfd gives the timeout.
+A pidfd gives the timeout. `start` hands back a program still running, for a caller that has other work to do
+before it needs the answer (common.firewall.backend's prefetch); it must collect() or close() it.
 """
 from __future__ import annotations
 
