@@ -3,7 +3,8 @@
 Speed: this uses os.posix_spawn instead of the subprocess module, which imports locale and re (~10-20 ms per
 plugin start). The child's stdin, stdout and stderr are anonymous memory files (memfd): the input is written
 before the child starts and the output read after it exits, so no pipe can fill up and deadlock, without threads.
-A pidfd gives the timeout.
+A pidfd gives the timeout. `start` hands back a program still running, for a caller that has other work to do
+before it needs the answer (common.firewall.backend's prefetch); it must collect() or close() it.
 """
 from __future__ import annotations
 
@@ -30,8 +31,22 @@ if TYPE_CHECKING:
         def __call__(self, commands: Sequence[Sequence[str]], *, env: Mapping[str, str] | None = ...,
                      timeout: float = ..., needed_by: str = ...) -> list[Completed]: ...
 
+    class Started(Protocol):
+        """A program started and not yet waited for: collect() it once, or close() it (kills it if running)."""
+
+        def collect(self, timeout: float) -> Completed: ...
+
+        def close(self) -> None: ...
+
+    class Start(Protocol):
+        """What starts a program without waiting for it: `start` itself, or a test's fake."""
+
+        def __call__(self, argv: Sequence[str], *, input: bytes = ..., env: Mapping[str, str] | None = ...,
+                     needed_by: str = ...) -> Started: ...
+
 # Where tools are looked for when PATH is not set at all (as execvp does); a set PATH is searched alone, as Go does.
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+TIMEOUT = 60.0  # seconds a program may run, unless the caller says otherwise
 
 
 @record(frozen=True)
@@ -42,12 +57,18 @@ class Completed:
 
 
 def run(argv: Sequence[str], *, input: bytes = b"", env: Mapping[str, str] | None = None,
-        timeout: float = 60.0, needed_by: str = "") -> Completed:
+        timeout: float = TIMEOUT, needed_by: str = "") -> Completed:
     """Run argv to completion. A missing program is a clear error naming it (and what needs it)."""
     return _Child(argv, input, env, needed_by).collect(timeout)
 
 
-def run_all(commands: Sequence[Sequence[str]], *, env: Mapping[str, str] | None = None, timeout: float = 60.0,
+def start(argv: Sequence[str], *, input: bytes = b"", env: Mapping[str, str] | None = None,
+          needed_by: str = "") -> Started:
+    """Start argv and return at once; the caller must collect() or close() it (a missing program: as `run`)."""
+    return _Child(argv, input, env, needed_by)
+
+
+def run_all(commands: Sequence[Sequence[str]], *, env: Mapping[str, str] | None = None, timeout: float = TIMEOUT,
             needed_by: str = "") -> list[Completed]:
     """Run independent commands at the same time (e.g. several `iptables -S CHAIN` reads): all are started
     before the first is waited for, so they cost about as much as the slowest one."""
@@ -63,23 +84,46 @@ def run_all(commands: Sequence[Sequence[str]], *, env: Mapping[str, str] | None 
 
 def one_by_one(run: Runner) -> RunAll:
     """A RunAll over `run` that runs the commands in turn (a test's fake runner sees each one)."""
-    def run_all(commands: Sequence[Sequence[str]], *, env: Mapping[str, str] | None = None, timeout: float = 60.0,
+    def run_all(commands: Sequence[Sequence[str]], *, env: Mapping[str, str] | None = None, timeout: float = TIMEOUT,
                 needed_by: str = "") -> list[Completed]:
         return [run(argv, env=env, timeout=timeout, needed_by=needed_by) for argv in commands]
     return run_all
 
 
+def at_once(run: Runner) -> Start:
+    """A Start over `run` that runs the program when it is started (a test's fake runner sees it then)."""
+    def start(argv: Sequence[str], *, input: bytes = b"", env: Mapping[str, str] | None = None,
+              needed_by: str = "") -> Started:
+        return _Finished(run(argv, input=input, env=env, needed_by=needed_by))
+    return start
+
+
+class _Finished:
+    """A Started whose program has already run (what `at_once` returns)."""
+
+    def __init__(self, done: Completed) -> None:
+        self.done = done
+
+    def collect(self, timeout: float) -> Completed:
+        return self.done
+
+    def close(self) -> None:
+        return None
+
+
 @record(frozen=True)
 class Programs:
-    """The exec seam of a plugin's host object: one program, or several at once. Production uses `run` and
-    `run_all`; a test passes its fake runner (`Programs.faked(fake)`), so the same code path runs either way."""
+    """The exec seam of a plugin's host object: one program, several at once, or one started now and collected
+    later. Production uses `run`, `run_all` and `start`; a test passes its fake runner (`Programs.faked(fake)`),
+    so the same code path runs either way."""
 
     run: Runner
     run_all: RunAll
+    start: Start
 
     @classmethod
     def faked(cls, fake: Runner) -> Programs:
-        return cls(run=fake, run_all=one_by_one(fake))
+        return cls(run=fake, run_all=one_by_one(fake), start=at_once(fake))
 
 
 class _Child:
@@ -160,4 +204,4 @@ def _exits_within(pid: int, timeout: float) -> bool:
         os.close(pidfd)
 
 
-SYSTEM = Programs(run=run, run_all=run_all)   # the machine's programs, as a plugin runs them
+SYSTEM = Programs(run=run, run_all=run_all, start=start)   # the machine's programs, as a plugin runs them

@@ -12,6 +12,15 @@ same backend to write. The backend is chosen once per operation (`choose`), from
 Reads are cached by the backend object (it lives for one operation) and every write forgets them, so a rule
 builder sees one consistent read and a retry after a race reads afresh. The effects go through the `Programs`
 seam of common.exec, so a test's fake runner drives the very code production runs.
+
+Prefetch (the one place of this trick): `prefetch()` starts a read's programs at once, when the operation
+begins, and the first `read()` of the same key collects them. The read then costs nothing on the operation's
+critical path: it ran while the plugin did its netlink, IPAM or lock work (a few ms per ADD). What is started
+must end: `close()` (the backend is a context manager) kills and reaps whatever was never collected, and so do
+`write` and `forget`, after which a prefetched answer would be stale by definition. A prefetched answer is taken
+earlier than a plain read, so each caller says why it is still good enough (bridge.rules, portmap.plugin) and
+may give `recheck`: a prefetched answer it says yes to is read again when it is collected. A program that cannot
+even be started is no error at prefetch time: the read runs as if nothing was prefetched, and fails as before.
 """
 from __future__ import annotations
 
@@ -19,6 +28,8 @@ TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotat
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any, Protocol
+
+    Listing = list[dict[str, Any]] | None     # an `nft -j list table` answer; None: no such table
 
     class Backend(Protocol):
         name: str
@@ -28,6 +39,8 @@ if TYPE_CHECKING:
         def write(self, script: str, family: int = ...) -> None: ...
 
         def forget(self) -> None: ...
+
+        def close(self) -> None: ...
 
 from .. import exec as execs
 from ..errors import CniError, Code
@@ -42,10 +55,27 @@ class Iptables:
     def __init__(self, programs: execs.Programs = execs.SYSTEM, *, needed_by: str) -> None:
         self.programs, self.needed_by = programs, needed_by
         self._reads: dict[tuple[str, int, tuple[str, ...] | None], str] = {}
+        self._early: dict[tuple[str, int, tuple[str, ...] | None],
+                          tuple[list[execs.Started], Callable[[str], bool] | None]] = {}
+
+    def prefetch(self, table: str, family: int, chains: Sequence[str], *,
+                 recheck: Callable[[str], bool] | None = None) -> None:
+        """Start read(table, family, chains) now (see "Prefetch" above); an answer `recheck` says yes to is
+        read again when it is collected."""
+        key = (table, family, tuple(chains))
+        if key not in self._reads and key not in self._early:
+            started = _start_all(self.programs, iptables.chain_reads(table, chains, family), self.needed_by)
+            if started is not None:
+                self._early[key] = started, recheck
 
     def read(self, table: str, family: int, chains: Sequence[str] | None = None) -> str:
         """`table` of `family` as iptables-save text: only `chains` (absent ones left out), or all of it."""
         key = (table, family, None if chains is None else tuple(chains))
+        if key in self._early:
+            started, recheck = self._early.pop(key)
+            text = iptables.saved_chains(table, family, _collect_all(started))
+            if recheck is None or not recheck(text):
+                self._reads[key] = text
         if key not in self._reads:
             self._reads[key] = (
                 iptables.save(table, family, needed_by=self.needed_by, programs=self.programs) if chains is None
@@ -67,11 +97,23 @@ class Iptables:
         return self.readable("filter", 4, ["FORWARD"])
 
     def write(self, script: str, family: int = 4) -> None:
-        self._reads.clear()
+        self.forget()
         iptables.restore(script, family, needed_by=self.needed_by, programs=self.programs)
 
     def forget(self) -> None:
         self._reads.clear()
+        self.close()
+
+    def close(self) -> None:
+        """Kill and reap every prefetched read not collected (the operation ends, or wants the state anew)."""
+        while self._early:
+            _close_all(self._early.popitem()[1][0])
+
+    def __enter__(self) -> Iptables:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 class Nftables:
@@ -82,8 +124,23 @@ class Nftables:
     def __init__(self, programs: execs.Programs = execs.SYSTEM, *, needed_by: str) -> None:
         self.programs, self.needed_by = programs, needed_by
         self._reads: dict[tuple[str, str], list[dict[str, Any]] | None] = {}
+        self._early: dict[tuple[str, str], tuple[list[execs.Started], Callable[[Listing], bool] | None]] = {}
 
-    def read(self, table: str, family: str = "inet") -> list[dict[str, Any]] | None:
+    def prefetch(self, table: str, family: str = "inet", *, recheck: Callable[[Listing], bool] | None = None) -> None:
+        """Start read(table, family) now (see "Prefetch" above); an answer `recheck` says yes to is read again
+        when it is collected."""
+        if (table, family) not in self._reads and (table, family) not in self._early:
+            started = _start_all(self.programs, [nftables.list_argv(family, table)], self.needed_by)
+            if started is not None:
+                self._early[table, family] = started, recheck
+
+    def read(self, table: str, family: str = "inet") -> Listing:
+        """The objects of `table` in nft's `family`, None when it does not exist."""
+        if (table, family) in self._early:
+            started, recheck = self._early.pop((table, family))
+            listing = nftables.listed(family, table, _collect_all(started)[0])
+            if recheck is None or not recheck(listing):
+                self._reads[table, family] = listing
         if (table, family) not in self._reads:
             self._reads[table, family] = nftables.list_table(family, table, needed_by=self.needed_by,
                                                              programs=self.programs)
@@ -94,11 +151,50 @@ class Nftables:
         return execs.find_program("nft", os.environ.get("PATH", execs.DEFAULT_PATH)) is not None
 
     def write(self, script: str, family: int = 0) -> None:
-        self._reads.clear()
+        self.forget()
         nftables.apply(script, needed_by=self.needed_by, programs=self.programs)
 
     def forget(self) -> None:
         self._reads.clear()
+        self.close()
+
+    def close(self) -> None:
+        """Kill and reap every prefetched read not collected (the operation ends, or wants the state anew)."""
+        while self._early:
+            _close_all(self._early.popitem()[1][0])
+
+    def __enter__(self) -> Nftables:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _start_all(programs: execs.Programs, commands: Sequence[Sequence[str]],
+               needed_by: str) -> list[execs.Started] | None:
+    """Every command started; None, with none left running, when one cannot be (the read will say why)."""
+    started: list[execs.Started] = []
+    try:
+        for argv in commands:
+            started.append(programs.start(argv, needed_by=needed_by))
+    except CniError:
+        _close_all(started)
+        return None
+    return started
+
+
+def _collect_all(started: list[execs.Started]) -> list[execs.Completed]:
+    """Their answers in order, as exec.run_all gives them: each waited for at most exec.TIMEOUT; after a failure
+    the rest are killed."""
+    try:
+        return [child.collect(execs.TIMEOUT) for child in started]
+    finally:
+        _close_all(started)
+
+
+def _close_all(started: list[execs.Started]) -> None:
+    for child in started:
+        child.close()
 
 
 class NullBackend:
@@ -114,6 +210,9 @@ class NullBackend:
             raise CniError(Code.INTERNAL, "internal error: rules written to the null firewall backend")
 
     def forget(self) -> None:
+        return None
+
+    def close(self) -> None:
         return None
 
 

@@ -33,9 +33,18 @@ def save_chains(table: str, chains: Sequence[str], family: int, *, needed_by: st
 
     Speed: `iptables -S CHAIN` costs ~1 ms whatever the size of the table, while iptables-save reads all of it
     (~45 ms with 5,000 kube-proxy rules). The reads run concurrently (exec.run_all)."""
-    commands = [[_TOOLS[family][0], "-w", str(LOCK_WAIT), "-t", table, "-S", chain] for chain in chains]
+    return saved_chains(table, family, programs.run_all(chain_reads(table, chains, family), needed_by=needed_by))
+
+
+def chain_reads(table: str, chains: Sequence[str], family: int) -> list[list[str]]:
+    """The `iptables -S CHAIN` commands of save_chains, one per chain, in order."""
+    return [[_TOOLS[family][0], "-w", str(LOCK_WAIT), "-t", table, "-S", chain] for chain in chains]
+
+
+def saved_chains(table: str, family: int, answers: Sequence[execs.Completed]) -> str:
+    """save_chains' dump from the answers of its chain_reads (however they were run)."""
     lines = [f"*{table}"]
-    for done in programs.run_all(commands, needed_by=needed_by):   # one per chain, in order
+    for done in answers:   # one per chain, in order
         if done.status != 0:
             if _missing_chain(done):
                 continue

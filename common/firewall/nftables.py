@@ -13,7 +13,15 @@ from ..errors import CniError, Code
 def list_table(family: str, table: str, *, needed_by: str,
                programs: execs.Programs = execs.SYSTEM) -> list[dict[str, Any]] | None:
     """The table's objects (`nftables` array entries) or None when the table does not exist."""
-    done = programs.run(["nft", "-j", "list", "table", family, table], needed_by=needed_by)
+    return listed(family, table, programs.run(list_argv(family, table), needed_by=needed_by))
+
+
+def list_argv(family: str, table: str) -> list[str]:
+    return ["nft", "-j", "list", "table", family, table]
+
+
+def listed(family: str, table: str, done: execs.Completed) -> list[dict[str, Any]] | None:
+    """list_table's answer from the run of its list_argv (however it was run)."""
     if done.status != 0:
         text = done.stderr.decode(errors="replace")
         if "No such file or directory" in text or "does not exist" in text:

@@ -42,13 +42,16 @@ def load_teardown(request: Request) -> TeardownConf:
 
 
 def add(request: Request, effects: Host) -> Result:
-    from .rules import Rules
+    from .rules import Rules, likely_families
     conf = load(request)
-    with effects.open_node() as host, effects.open_pod(request.netns) as cont:
-        with Undo() as undo:   # inside: the undo callbacks still need both handles
-            result = _add(request, conf, host=host, cont=cont, undo=undo, effects=effects,
-                          rules=Rules(effects.programs))
-            undo.pop_all()
+    with Rules(effects.programs) as rules:     # leaving it reaps a prefetched read whatever happened
+        if conf.ip_masq and conf.layer3:       # the reads run during the netlink and IPAM work below
+            rules.prefetch_masq(conf=conf, container_id=request.container_id, ifname=request.ifname,
+                                families=likely_families(request.conf.node.get("ipam")))
+        with effects.open_node() as host, effects.open_pod(request.netns) as cont:
+            with Undo() as undo:   # inside: the undo callbacks still need both handles
+                result = _add(request, conf, host=host, cont=cont, undo=undo, effects=effects, rules=rules)
+                undo.pop_all()
     return result
 
 

@@ -55,13 +55,60 @@ def _converge(script_of_state: Callable[[], str], apply: Callable[[str], None]) 
                 raise
 
 
+def likely_families(ipam: object) -> tuple[int, ...]:
+    """The address families an ADD will most likely get, from the IPAM config (host-local `ranges` or `subnet`,
+    static `addresses`); (4,) when it names none. Only a guess for the prefetch: a wrong one costs one read."""
+    subnets: list[object] = []
+    if isinstance(ipam, dict):
+        subnets.append(ipam.get("subnet"))
+        for key, field in (("ranges", "subnet"), ("addresses", "address")):
+            groups = ipam.get(key)
+            for group in groups if isinstance(groups, list) else ():
+                for item in (group if isinstance(group, list) else [group]):
+                    subnets.append(item.get(field) if isinstance(item, dict) else None)
+    found = {6 if ":" in text else 4 for text in subnets if isinstance(text, str) and text}
+    return tuple(sorted(found)) or (4,)
+
+
 class Rules:
-    """bridge's masquerade and spoof-check effects, over the firewall backends of one operation."""
+    """bridge's masquerade and spoof-check effects, over the firewall backends of one operation. A context
+    manager: leaving it reaps every read prefetched and not collected."""
 
     def __init__(self, programs: execs.Programs = execs.SYSTEM) -> None:
         self.iptables = Iptables(programs, needed_by=NEEDED_BY)
         self.nftables = Nftables(programs, needed_by=NEEDED_BY)
         self.spoof_nftables = Nftables(programs, needed_by="bridge macspoofchk")
+
+    def __enter__(self) -> Rules:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for backend in (self.iptables, self.nftables, self.spoof_nftables):
+            backend.close()
+
+    def prefetch_masq(self, *, conf: BridgeConf, container_id: str, ifname: str, families: Sequence[int]) -> None:
+        """Start, as ADD begins, the reads masq_setup will make (common.firewall.backend, "Prefetch"), so that
+        they run during the netlink and IPAM work: POSTROUTING of each likely family, or with ipMasqBackend
+        nftables the masquerade table.
+
+        Why an earlier read is as good as the one right before the write, which is no fresher under the xtables
+        lock either (`-w` holds it per command, not from read to write, in Go and here). The read only decides
+        whether this container's own rules are there already: its POSTROUTING jumps to CNI-<hash(net, id)> (with
+        the address IPAM is allocating meanwhile), or its nft rules by instance comment. Other writers' rules
+        are none of its business and change nothing in the script. An answer without any of them is what a
+        later read would show too, unless an ADD of this very container runs at the same time (no runtime does
+        that, and it was a race before, only shorter). An answer with some (an ADD after a failed DEL) is read
+        again when collected, so what a concurrent DEL or GC removes meanwhile is not taken for present."""
+        if conf.ip_masq_backend == "nftables":
+            prefix = masq.nft_instance_prefix(conf.name, ifname, container_id)
+            self.nftables.prefetch(masq.TABLE, recheck=lambda listing: bool(masq.nft_matching(listing, prefix)))
+            return
+        chain = chain_name(conf.name, container_id)
+        for family in families:
+            self.iptables.prefetch("nat", family, ["POSTROUTING"], recheck=lambda text: chain in text)
 
     def _saves(self, families: Sequence[int], chains: list[str] | None) -> dict[int, str] | None:
         """The nat table of each family where iptables can be used, limited to `chains` (None: all of it, for

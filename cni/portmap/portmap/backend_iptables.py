@@ -66,7 +66,7 @@ def _rewrite(backend: Iptables, chains: list[str] | None, build: Callable[[Saved
 
 def check(backend: Iptables, conf: PortmapConf, container_id: str, ips: list[IPInterface]) -> None:
     for ip in ips:
-        saved = read(backend, ip.version, rules.add_read_chains(conf, container_id))
+        saved = read(backend, ip.version, rules.check_read_chains(conf, container_id))
         missing = rules.check(conf, container_id, ip, saved)
         if missing:
             raise CniError(Code.INTERNAL, f"portmap rules of container {container_id} missing in "

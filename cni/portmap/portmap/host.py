@@ -65,9 +65,15 @@ def _acquire(fd: int, host: Host) -> None:
     flock.acquire(fd, timeout=lock_timeout(host), what=f"the portmap lock {host.lock_path}")
 
 
-def enable_route_localnet(host: Host, container_ip: str) -> None:
-    """Let 127.0.0.1 cross to the container: route_localnet=1 on the host interface routing to it."""
-    done = host.run(["ip", "-o", "route", "get", container_ip], needed_by="portmap snat (route_localnet)")
+def start_route_lookup(host: Host, container_ip: str) -> execs.Started:
+    """enable_route_localnet's `ip route get`, started now: it runs while ADD takes its lock and reads its chains."""
+    return host.programs.start(["ip", "-o", "route", "get", container_ip], needed_by="portmap snat (route_localnet)")
+
+
+def enable_route_localnet(host: Host, lookup: execs.Started) -> None:
+    """Let 127.0.0.1 cross to the container: route_localnet=1 on the host interface routing to it (`lookup`:
+    start_route_lookup's)."""
+    done = lookup.collect(execs.TIMEOUT)
     if done.status != 0:
         return   # no route: nothing to enable, as the reference
     words = done.stdout.decode(errors="replace").split()

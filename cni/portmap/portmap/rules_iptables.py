@@ -147,9 +147,15 @@ def delete_script(saved: SavedTable, chains: list[str]) -> str:
 
 
 def add_read_chains(conf: PortmapConf, container_id: str) -> list[str]:
-    """The chains ADD and CHECK look at (everything else in the nat table is none of our business)."""
-    return ["PREROUTING", "OUTPUT", "POSTROUTING", DNAT_CHAIN, SETMARK_CHAIN, MASQ_CHAIN,
-            dn_chain(conf.name, container_id)]
+    """The chains ADD looks at (everything else in the nat table is none of our business). Not the container's
+    own chain: ADD rewrites it whatever it holds (`:CHAIN`), and no rule in it can jump to it (the kernel refuses
+    loops), so reading it changed nothing in the script."""
+    return ["PREROUTING", "OUTPUT", "POSTROUTING", DNAT_CHAIN, SETMARK_CHAIN, MASQ_CHAIN]
+
+
+def check_read_chains(conf: PortmapConf, container_id: str) -> list[str]:
+    """The chains CHECK looks at: ADD's and the container's own, whose rules it compares."""
+    return [*add_read_chains(conf, container_id), dn_chain(conf.name, container_id)]
 
 
 def delete_read_chains(network: str, container_id: str) -> list[str]:
