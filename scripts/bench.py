@@ -861,7 +861,11 @@ class OverlayBench:
                                        str(self.bench.args.overlay_seconds)], capture_output=True, text=True,
                                       timeout=120)
                 if done.returncode == 0:
-                    return float(json.loads(done.stdout)["end"]["sum_received"]["bits_per_second"]) / 1e6
+                    try:
+                        return float(json.loads(done.stdout)["end"]["sum_received"]["bits_per_second"]) / 1e6
+                    except (ValueError, KeyError, TypeError):   # iperf3 said 0 but measured nothing
+                        raise SideError(f"iperf3 to {dst_ip}: no receiver figure in {done.stdout[-300:]!r}") \
+                            from None
                 time.sleep(0.1)      # the server is not listening yet
             raise SideError(f"iperf3 to {dst_ip}: {done.stdout[-300:]} {done.stderr[-300:]}")
         finally:
