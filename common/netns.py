@@ -22,7 +22,7 @@ CLONE_NEWNET = 0x40000000
 def _libc_setns() -> Callable[[int, int], int]:
     """libc's setns(2) through the C module _ctypes alone (os.setns arrives in Python 3.12). The ctypes package
     on top costs ~3.5 ms of every plugin start here, and with it in the build, PyInstaller's bootstrap imports it
-    in every plugin (docs/benchmarks.md, "Where the time goes"); tests/unit/test_netns.py holds this to ctypes."""
+    in every plugin (docs/benchmarks.md, "Where the time goes"); tests/unit/common/test_netns.py holds it to ctypes."""
     import _ctypes
 
     class CInt(_ctypes._SimpleCData):  # type: ignore[type-arg]  # ctypes.c_int
@@ -45,7 +45,13 @@ def _errno() -> int:
     return _ctypes.get_errno()
 
 
-_setns_call = _libc_setns()
+_libc: list[Callable[[int, int], int]] = []     # setns, made on first use: VERSION and GC never load _ctypes
+
+
+def _setns_call(fd: int, nstype: int) -> int:
+    if not _libc:
+        _libc.append(_libc_setns())
+    return _libc[0](fd, nstype)
 
 
 class NetnsGone(CniError):
