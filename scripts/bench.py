@@ -860,10 +860,12 @@ class OverlayBench:
                 done = subprocess.run(["ip", "netns", "exec", src, "iperf3", "-c", dst_ip, "-J", "-t",
                                        str(self.bench.args.overlay_seconds)], capture_output=True, text=True,
                                       timeout=120)
-                if done.returncode == 0:
+                if done.returncode == 0:    # iperf 3.12 -J also exits 0 on "unable to connect": see "error"
                     try:
-                        return float(json.loads(done.stdout)["end"]["sum_received"]["bits_per_second"]) / 1e6
-                    except (ValueError, KeyError, TypeError):   # iperf3 said 0 but measured nothing
+                        answer = json.loads(done.stdout)
+                        if "error" not in answer:
+                            return float(answer["end"]["sum_received"]["bits_per_second"]) / 1e6
+                    except (ValueError, KeyError, TypeError):
                         raise SideError(f"iperf3 to {dst_ip}: no receiver figure in {done.stdout[-300:]!r}") \
                             from None
                 time.sleep(0.1)      # the server is not listening yet
