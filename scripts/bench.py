@@ -986,7 +986,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--go-bin", type=Path, default=Path("/usr/lib/cni"),
                         help="the Go reference plugins (default /usr/lib/cni)")
     parser.add_argument("--cnitool", type=Path, default=Path("dist/cnitool"), help="the Go libcni driver")
-    parser.add_argument("--iterations", type=int, help="measured iterations of rows 1-3 and 6 (default 15; "
+    parser.add_argument("--iterations", type=int, help="measured iterations of rows 1-3, 6 and 8-10 (default 15; "
                         "--quick 5), plus one discarded warm-up")
     parser.add_argument("--parallel-rounds", type=int, help="measured rounds of row 4 (default 3; --quick 1), "
                         "plus one discarded warm-up")
