@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import select
+import sys
 
 from .errors import CniError, Code
 from .record import record
@@ -140,7 +141,7 @@ class _Child:
         self.pid = 0
         try:
             actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(self.fds)]
-            self.pid = os.posix_spawn(program, list(argv), dict(environ), file_actions=actions)
+            self.pid = os.posix_spawn(program, list(argv), child_environ(environ), file_actions=actions)
         except OSError as exc:
             self.close()
             raise CniError(Code.INTERNAL, f"cannot run {argv[0]!r}: {exc.strerror}") from None
@@ -164,6 +165,23 @@ class _Child:
         for fd in self.fds:
             os.close(fd)
         self.fds = []
+
+
+def child_environ(environ: Mapping[str, str], *, frozen: bool | None = None) -> dict[str, str]:
+    """The environment of a program we run: ours, with LD_LIBRARY_PATH as it was before PyInstaller's bootloader
+    put the shared runtime folder (.pycni) in front of it. Left there, iptables, nft or an IPAM plugin would look
+    for each of its libraries in ~10 directories of .pycni first, and could load our bundled libz, libffi or
+    libpython instead of the system's. The bootloader kept a previous value in LD_LIBRARY_PATH_ORIG."""
+    if frozen is None:
+        frozen = bool(getattr(sys, "frozen", False))
+    child = dict(environ)
+    if frozen and "LD_LIBRARY_PATH" in child:
+        original = child.pop("LD_LIBRARY_PATH_ORIG", None)
+        if original is None:
+            del child["LD_LIBRARY_PATH"]
+        else:
+            child["LD_LIBRARY_PATH"] = original
+    return child
 
 
 def find_program(name: str, path: str) -> str | None:

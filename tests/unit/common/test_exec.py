@@ -6,7 +6,7 @@ import time
 import pytest
 
 from common.errors import CniError
-from common.exec import run, run_all
+from common.exec import child_environ, run, run_all
 
 
 def test_exec_names_a_missing_program():
@@ -51,3 +51,12 @@ def test_run_all_runs_commands_concurrently_and_keeps_order():
 def test_run_all_with_a_missing_program_starts_nothing_left_running():
     with pytest.raises(CniError):
         run_all([["sleep", "5"], ["/nonexistent/tool"]])
+
+
+def test_child_environ_takes_back_what_the_bootloader_put_in_front() -> None:
+    ours = {"PATH": "/usr/bin", "LD_LIBRARY_PATH": "/opt/cni/bin/.pycni"}
+    assert child_environ(ours, frozen=True) == {"PATH": "/usr/bin"}
+    given = {"LD_LIBRARY_PATH": "/opt/cni/bin/.pycni:/site", "LD_LIBRARY_PATH_ORIG": "/site", "X": "1"}
+    assert child_environ(given, frozen=True) == {"LD_LIBRARY_PATH": "/site", "X": "1"}
+    assert child_environ(given, frozen=False) == given      # from the source tree: nothing was added
+    assert child_environ({"PATH": "/bin"}, frozen=True) == {"PATH": "/bin"}
