@@ -27,8 +27,9 @@ from __future__ import annotations
 TYPE_CHECKING = False  # the typing module costs ~4 ms per plugin start; annotations are strings
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-    from typing import Any, Protocol
+    from typing import Any, Protocol, TypeVar
 
+    _Self = TypeVar("_Self", bound="_CachedReads")
     Listing = list[dict[str, Any]] | None     # an `nft -j list table` answer; None: no such table
 
     class Backend(Protocol):
@@ -47,40 +48,67 @@ from ..errors import CniError, Code
 from . import iptables, nftables
 
 
-class Iptables:
-    """iptables-save / `iptables -S` reads and one `iptables-restore --noflush` write per family."""
-
-    name = "iptables"
+class _CachedReads:
+    """What both program backends keep for one operation: the reads made (`_reads`, key -> answer) and the reads
+    prefetched and not yet collected (`_early`, key -> programs and recheck), and how they end ("Prefetch")."""
 
     def __init__(self, programs: execs.Programs = execs.SYSTEM, *, needed_by: str) -> None:
         self.programs, self.needed_by = programs, needed_by
-        self._reads: dict[tuple[str, int, tuple[str, ...] | None], str] = {}
-        self._early: dict[tuple[str, int, tuple[str, ...] | None],
-                          tuple[list[execs.Started], Callable[[str], bool] | None]] = {}
+        self._reads: dict[Any, Any] = {}
+        self._early: dict[Any, tuple[list[execs.Started], Callable[[Any], bool] | None]] = {}
+
+    def _prefetch(self, key: object, commands: Sequence[Sequence[str]],
+                  recheck: Callable[[Any], bool] | None) -> None:
+        if key not in self._reads and key not in self._early:
+            started = _start_all(self.programs, commands, self.needed_by)
+            if started is not None:
+                self._early[key] = started, recheck
+
+    def _collect_prefetched(self, key: object, answer_of: Callable[[list[execs.Completed]], object]) -> None:
+        """The prefetched read of `key`, if any, becomes the cached read, unless its recheck distrusts it."""
+        if key in self._early:
+            started, recheck = self._early.pop(key)
+            answer = answer_of(_collect_all(started))
+            if recheck is None or not recheck(answer):
+                self._reads[key] = answer
+
+    def forget(self) -> None:
+        self._reads.clear()
+        self.close()
+
+    def close(self) -> None:
+        """Kill and reap every prefetched read not collected (the operation ends, or wants the state anew)."""
+        while self._early:
+            _close_all(self._early.popitem()[1][0])
+
+    def __enter__(self: _Self) -> _Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+class Iptables(_CachedReads):
+    """iptables-save / `iptables -S` reads and one `iptables-restore --noflush` write per family."""
+
+    name = "iptables"
 
     def prefetch(self, table: str, family: int, chains: Sequence[str], *,
                  recheck: Callable[[str], bool] | None = None) -> None:
         """Start read(table, family, chains) now (see "Prefetch" above); an answer `recheck` says yes to is
         read again when it is collected."""
-        key = (table, family, tuple(chains))
-        if key not in self._reads and key not in self._early:
-            started = _start_all(self.programs, iptables.chain_reads(table, chains, family), self.needed_by)
-            if started is not None:
-                self._early[key] = started, recheck
+        self._prefetch((table, family, tuple(chains)), iptables.chain_reads(table, chains, family), recheck)
 
     def read(self, table: str, family: int, chains: Sequence[str] | None = None) -> str:
         """`table` of `family` as iptables-save text: only `chains` (absent ones left out), or all of it."""
         key = (table, family, None if chains is None else tuple(chains))
-        if key in self._early:
-            started, recheck = self._early.pop(key)
-            text = iptables.saved_chains(table, family, _collect_all(started))
-            if recheck is None or not recheck(text):
-                self._reads[key] = text
+        self._collect_prefetched(key, lambda answers: iptables.saved_chains(table, family, answers))
         if key not in self._reads:
             self._reads[key] = (
                 iptables.save(table, family, needed_by=self.needed_by, programs=self.programs) if chains is None
                 else iptables.save_chains(table, chains, family, needed_by=self.needed_by, programs=self.programs))
-        return self._reads[key]
+        text: str = self._reads[key]
+        return text
 
     def readable(self, table: str, family: int, chains: Sequence[str] | None = None) -> bool:
         """Whether `table` of `family` can be read (the read is kept for the operation). A held xtables lock or
@@ -100,51 +128,25 @@ class Iptables:
         self.forget()
         iptables.restore(script, family, needed_by=self.needed_by, programs=self.programs)
 
-    def forget(self) -> None:
-        self._reads.clear()
-        self.close()
 
-    def close(self) -> None:
-        """Kill and reap every prefetched read not collected (the operation ends, or wants the state anew)."""
-        while self._early:
-            _close_all(self._early.popitem()[1][0])
-
-    def __enter__(self) -> Iptables:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-
-class Nftables:
+class Nftables(_CachedReads):
     """`nft -j list table` reads and one `nft -f -` write (one transaction, whatever families it touches)."""
 
     name = "nftables"
 
-    def __init__(self, programs: execs.Programs = execs.SYSTEM, *, needed_by: str) -> None:
-        self.programs, self.needed_by = programs, needed_by
-        self._reads: dict[tuple[str, str], list[dict[str, Any]] | None] = {}
-        self._early: dict[tuple[str, str], tuple[list[execs.Started], Callable[[Listing], bool] | None]] = {}
-
     def prefetch(self, table: str, family: str = "inet", *, recheck: Callable[[Listing], bool] | None = None) -> None:
         """Start read(table, family) now (see "Prefetch" above); an answer `recheck` says yes to is read again
         when it is collected."""
-        if (table, family) not in self._reads and (table, family) not in self._early:
-            started = _start_all(self.programs, [nftables.list_argv(family, table)], self.needed_by)
-            if started is not None:
-                self._early[table, family] = started, recheck
+        self._prefetch((table, family), [nftables.list_argv(family, table)], recheck)
 
     def read(self, table: str, family: str = "inet") -> Listing:
         """The objects of `table` in nft's `family`, None when it does not exist."""
-        if (table, family) in self._early:
-            started, recheck = self._early.pop((table, family))
-            listing = nftables.listed(family, table, _collect_all(started)[0])
-            if recheck is None or not recheck(listing):
-                self._reads[table, family] = listing
+        self._collect_prefetched((table, family), lambda answers: nftables.listed(family, table, answers[0]))
         if (table, family) not in self._reads:
             self._reads[table, family] = nftables.list_table(family, table, needed_by=self.needed_by,
                                                              programs=self.programs)
-        return self._reads[table, family]
+        listing: Listing = self._reads[table, family]
+        return listing
 
     def usable(self) -> bool:
         import os
@@ -153,21 +155,6 @@ class Nftables:
     def write(self, script: str, family: int = 0) -> None:
         self.forget()
         nftables.apply(script, needed_by=self.needed_by, programs=self.programs)
-
-    def forget(self) -> None:
-        self._reads.clear()
-        self.close()
-
-    def close(self) -> None:
-        """Kill and reap every prefetched read not collected (the operation ends, or wants the state anew)."""
-        while self._early:
-            _close_all(self._early.popitem()[1][0])
-
-    def __enter__(self) -> Nftables:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
 
 def _start_all(programs: execs.Programs, commands: Sequence[Sequence[str]],
