@@ -66,6 +66,7 @@ import tempfile
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -523,41 +524,32 @@ class Bench:
 
     # --- row 9: loopback, firewall, tuning alone ---------------------------------------------------------------
     def row_meta(self) -> list[Row]:
-        out: list[Row] = []
-        for plugin in META_PLUGINS:
-            rows = [Row(f"{plugin} ADD", "ms"), Row(f"{plugin} DEL", "ms"), Row(f"{plugin} ADD+DEL", "ms")]
-            for i in range(self.args.iterations + 1):
-                for side in self.sides:
-                    if side.name in rows[0].errors:
-                        continue
-                    conf, ifname = side.meta_conf(plugin)
-                    cid = f"bench-{side.name}-{plugin}-{i}"
-                    added = self.plugin(side, plugin, "ADD", conf, cid, ifname=ifname)
-                    deleted = self.plugin(side, plugin, "DEL", conf, cid, ifname=ifname)
-                    failed = next((f"{verb}: {failure(r)}" for verb, r in (("ADD", added), ("DEL", deleted))
-                                   if r["rc"] != 0), None)
-                    if failed:
-                        for row in rows:
-                            row.fail(side.name, failed)
-                    elif i > 0:   # iteration 0 is the warm-up
-                        for row, value in zip(rows, (ms(added), ms(deleted), ms(added) + ms(deleted))):
-                            row.add(side.name, value)
-            out += rows
-        return out
+        def job_of(plugin: str) -> Callable[[Side], tuple[str, dict[str, Any], str]]:
+            return lambda side: (plugin, *side.meta_conf(plugin))
+        return [row for plugin in META_PLUGINS for row in self.direct_rows(plugin, job_of(plugin))]
 
     # --- row 10: the overlay plugin (Go: the bridge config flannel would delegate) ---------------------------
     def row_overlay_cni(self) -> list[Row]:
-        rows = [Row("overlay ADD", "ms"), Row("overlay DEL", "ms"), Row("overlay ADD+DEL", "ms")]
         for side in self.sides:
             side.write_subnet_env()
+
+        def job(side: Side) -> tuple[str, dict[str, Any], str]:
+            conf = side.overlay_conf()
+            return str(conf["type"]), conf, "eth0"
+        return self.direct_rows("overlay", job)
+
+    def direct_rows(self, label: str, job: Callable[[Side], tuple[str, dict[str, Any], str]]) -> list[Row]:
+        """Rows 9 and 10: `label` ADD, DEL and ADD+DEL, each side's plugin exec'd directly in its first pod;
+        job(side) -> (plugin, config, CNI_IFNAME)."""
+        rows = [Row(f"{label} ADD", "ms"), Row(f"{label} DEL", "ms"), Row(f"{label} ADD+DEL", "ms")]
         for i in range(self.args.iterations + 1):
             for side in self.sides:
                 if side.name in rows[0].errors:
                     continue
-                conf = side.overlay_conf()
-                cid = f"bench-{side.name}-overlay-{i}"
-                added = self.plugin(side, str(conf["type"]), "ADD", conf, cid)
-                deleted = self.plugin(side, str(conf["type"]), "DEL", conf, cid)
+                plugin, conf, ifname = job(side)
+                cid = f"bench-{side.name}-{label}-{i}"
+                added = self.plugin(side, plugin, "ADD", conf, cid, ifname=ifname)
+                deleted = self.plugin(side, plugin, "DEL", conf, cid, ifname=ifname)
                 failed = next((f"{verb}: {failure(r)}" for verb, r in (("ADD", added), ("DEL", deleted))
                                if r["rc"] != 0), None)
                 if failed:
